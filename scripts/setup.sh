@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything vocalsep needs on a fresh Debian machine of this project's kind:
+# ffmpeg (apt), torch 2.13.0 CPU build (never a CUDA build), then vocalsep itself with test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+# torch first and pinned: the CPU wheel; later requirements (torch>=2.1) are then already met.
+$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "torch==2.13.0"
+$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"

@@ -1,0 +1,64 @@
+"""Ship a trained model inside the package: copy a run's best.pt and write its model card.
+
+    python scripts/ship_model.py RUN_DIR NAME [--evaluation DIR] [--notes TEXT]
+
+Writes vocalsep/pretrained/NAME.pt (weights + config, without optimiser state) and NAME.md
+(the card: data, epochs, training time, validation loss, metrics table, sha256).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from vocalsep.models import load
+from vocalsep.models.registry import PRETRAINED_DIR, sha256
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("run", type=Path)
+    p.add_argument("name")
+    p.add_argument("--evaluation", type=Path, default=None, help="folder written by `vocalsep evaluate`")
+    p.add_argument("--notes", default="")
+    args = p.parse_args()
+
+    target = PRETRAINED_DIR / f"{args.name}.pt"
+    shutil.copyfile(args.run / "best.pt", target)
+    model = load(target)
+    meta = model.meta
+    history = list(csv.DictReader(open(args.run / "history.csv")))
+    total_seconds = float(history[-1]["seconds"]) if history else 0.0
+    cfg = model.config
+    lines = [
+        f"# Model card: `{args.name}`",
+        "",
+        f"- architecture: `{cfg.arch}`, {model.parameter_count():,} parameters",
+        f"- input: mono, {cfg.sample_rate} Hz, STFT n_fft {cfg.n_fft}, hop {cfg.hop}",
+        f"- configuration: `{json.dumps(cfg.params)}`",
+        f"- training data: {meta.get('data', '?')}",
+        f"- training options: `{json.dumps(meta.get('train_config', {}))}`" if meta.get("train_config") else "",
+        f"- epochs run: {len(history)} ({history[-1]['examples'] if history else 0} examples drawn, "
+        f"{total_seconds / 60:.0f} min on 1 CPU thread); kept: epoch {meta.get('epoch')} "
+        f"(lowest validation loss {meta.get('valid_loss', float('nan')):.4f}, reached after "
+        f"{meta.get('train_seconds', 0) / 60:.0f} min)",
+        f"- file: `vocalsep/pretrained/{args.name}.pt`, sha256 `{sha256(target)}`",
+        "",
+    ]
+    if args.notes:
+        lines += [args.notes, ""]
+    if args.evaluation:
+        lines += ["## Measured", "", f"Command and data: see `{args.evaluation / 'command.txt'}`"
+                  if (args.evaluation / "command.txt").exists() else "", "",
+                  (args.evaluation / "summary.md").read_text().strip(), ""]
+    (PRETRAINED_DIR / f"{args.name}.md").write_text("\n".join(l for l in lines if l is not None) + "\n")
+    print(f"shipped {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()

@@ -1,0 +1,265 @@
+"""Command line: ``vocalsep separate | train | evaluate | models | plot``.
+
+A thin shell over the library: argument parsing, progress bars and one-line errors. Heavy
+imports (torch) happen inside the commands so that ``vocalsep --help`` starts instantly.
+Every expected failure prints ``vocalsep: error: <file>: <problem>`` and exits non-zero;
+set ``VOCALSEP_DEBUG=1`` to see tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str) -> None:
+    print(f"vocalsep: error: {message}", file=sys.stderr, flush=True)
+
+
+def _example_path() -> str:
+    import stempeg
+
+    return str(stempeg.example_stem_path())
+
+
+# ---------------------------------------------------------------- separate
+def cmd_separate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .separate import Separator, SeparatorOptions, output_paths
+
+    inputs = list(args.inputs) + ([_example_path()] if args.example else [])
+    if not inputs:
+        _fail("no input files (give one or more files, or --example)")
+        return EXIT_ERROR
+    stems = tuple(s.strip() for s in args.stems.split(",") if s.strip())
+    unknown = set(stems) - {"vocals", "accompaniment"}
+    if unknown or not stems:
+        _fail(f"--stems: unknown stem(s) {', '.join(sorted(unknown)) or '(none)'} (vocals, accompaniment)")
+        return EXIT_ERROR
+    options = SeparatorOptions(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold)
+    separator = Separator(args.model, options, device=args.device)
+    failures = 0
+    started = time.monotonic()
+    seconds_of_audio = 0.0
+    for path in tqdm(inputs, desc="files", unit="file", disable=len(inputs) < 2 or args.quiet):
+        try:
+            written = separator.separate_file(path, args.out, stems, args.format, args.bits, args.force)
+        except FileExistsError as err:
+            if args.skip_existing:
+                continue
+            _fail(str(err))
+            failures += 1
+            continue
+        except (ValueError, OSError) as err:  # AudioError is a ValueError
+            _fail(str(err) if str(path) in str(err) else f"{path}: {err}")
+            failures += 1
+            continue
+        import soundfile as sf
+
+        first = next(iter(written.values()))
+        seconds_of_audio += sf.info(str(first)).duration if first.suffix in (".wav", ".flac") else 0.0
+        if not args.quiet:
+            print(f"{path} -> {first.parent}/ ({', '.join(p.name for p in written.values())})")
+    wall = time.monotonic() - started
+    if not args.quiet and len(inputs) > 1:
+        print(f"{len(inputs) - failures}/{len(inputs)} files, {seconds_of_audio / 60:.1f} min of audio "
+              f"in {wall:.1f} s")
+    return EXIT_ERROR if failures else 0
+
+
+# ---------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data import is_musdb_root, load_any
+    from .models import build
+    from .train import TrainConfig, train
+
+    if is_musdb_root(args.data):  # MUSDB18: its own train/valid split unless --valid is given
+        train_tracks = load_any(args.data, "train", "train")
+        valid_tracks = load_any(args.valid, "train", "valid") if args.valid else load_any(args.data, "train", "valid")
+    elif args.valid:
+        train_tracks, valid_tracks = load_any(args.data), load_any(args.valid)
+    else:
+        _fail(f"{args.data}: not a MUSDB18 root, so --valid DIR is needed for model selection")
+        return EXIT_ERROR
+    model = build(args.arch)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,
+                      patience=args.patience, max_minutes=args.max_minutes, threads=args.threads)
+    bar = tqdm(disable=args.quiet, unit="step")
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        if bar.total != steps:
+            bar.reset(total=steps)
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.refresh()
+
+    meta = {"data": str(args.data), "valid": str(args.valid or args.data), "arch": args.arch,
+            "train_config": {k: v for k, v in vars(cfg).items() if k != "history"}}
+    history = train(model, train_tracks, valid_tracks, args.out, cfg, resume=not args.restart,
+                    progress=progress, meta=meta)
+    bar.close()
+    if history:
+        best = min(history, key=lambda h: h["valid_loss"])
+        print(f"{len(history)} epochs; best epoch {best['epoch']} (valid loss {best['valid_loss']:.4f}); "
+              f"model: {Path(args.out) / 'best.pt'}")
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_any, load_musdb
+    from .evaluate import evaluate
+    from .separate import Separator, SeparatorOptions
+
+    if args.musdb:
+        tracks = load_musdb(args.musdb, args.subset, args.split, is_wav=args.is_wav)
+        protocol = "v4"
+    else:
+        tracks = load_any(args.data)
+        protocol = "v3"
+    if args.limit:
+        tracks = tracks[: args.limit]
+    methods = {}
+    for name in args.model:
+        for variant in args.variants.split(","):
+            mask, reconstruct = variant.split("+") if "+" in variant else (variant, "istft")
+            sep = Separator(name, SeparatorOptions(mask=mask, reconstruct=reconstruct,
+                                                   threshold=args.threshold))
+            label = name if args.variants == "soft" else f"{name} ({mask}, {reconstruct})"
+            methods[label] = sep.separate
+    report = evaluate(tracks, methods, protocol=protocol, baselines=not args.no_baselines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_csv(out / "per_track.csv")
+    table = report.to_markdown()
+    tmp = out / ".summary.md.part"
+    tmp.write_text(table + "\n")
+    os.replace(tmp, out / "summary.md")
+    print(table)
+    print(f"\nper-track CSV: {out / 'per_track.csv'}; table: {out / 'summary.md'}")
+    return 0
+
+
+# ---------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import available
+    from .models.registry import DEFAULT_MODEL
+
+    rows = available()
+    print(f"{'name':<10} {'arch':<6} {'parameters':>12} {'rate':>8} {'n_fft/hop':>10}  file")
+    for m in rows:
+        mark = " (default)" if m.name == DEFAULT_MODEL else ""
+        print(f"{m.name:<10} {m.arch:<6} {m.parameters:>12,} {m.sample_rate:>7}Hz {m.n_fft:>5}/{m.hop:<4}  "
+              f"{m.path.name}{mark}")
+    return 0
+
+
+# ---------------------------------------------------------------- plot
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import plots
+
+    written = plots.song_figures(args.input, args.out, model=args.model, history=args.history)
+    for p in written:
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vocalsep", description="Isolate the singing voice from music.")
+    p.add_argument("--version", action="version", version="vocalsep 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("separate", help="separate songs into vocals and accompaniment")
+    s.add_argument("inputs", nargs="*", help="audio files (wav, flac, ogg, mp3, m4a, stem.mp4 ...)")
+    s.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
+    s.add_argument("--example", action="store_true",
+                   help="also separate the MUSDB18 song shipped inside the stempeg package")
+    s.add_argument("-m", "--model", default=None, help="shipped model name (default, paper) or a .pt file")
+    s.add_argument("--reconstruct", choices=["istft", "griffinlim"], default="istft")
+    s.add_argument("--mask", choices=["soft", "binary"], default="soft")
+    s.add_argument("--threshold", type=float, default=0.5, help="binary mask threshold (default 0.5)")
+    s.add_argument("--stems", default="vocals,accompaniment")
+    s.add_argument("--format", choices=["wav", "flac", "ogg", "mp3"], default="wav")
+    s.add_argument("--bits", choices=["16", "24", "float"], default="16")
+    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    s.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs exist")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_separate)
+
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("arch", choices=["unet", "paper"])
+    t.add_argument("--data", required=True,
+                   help="MIR-1K clip folder, MUSDB18 root, or folder of <track>/{vocals,accompaniment}.wav")
+    t.add_argument("--valid", default=None, help="validation data (default: MUSDB's valid split of --data)")
+    t.add_argument("--out", required=True, help="run folder (checkpoints, best.pt, history.csv, loss.png)")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-remix", dest="remix", action="store_false",
+                   help="train on the tracks' own mixtures (no remixing, no random gain)")
+    t.add_argument("--gain-db", type=float, default=6.0)
+    t.add_argument("--steps-per-epoch", type=int, default=None)
+    t.add_argument("--patience", type=int, default=None)
+    t.add_argument("--max-minutes", type=float, default=None)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="BSS Eval of models beside the mixture and the oracles")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="MIR-1K clip folder or folder of stems (BSS Eval v3, whole clips)")
+    src.add_argument("--musdb", help="MUSDB18 root (museval BSS Eval v4)")
+    e.add_argument("--subset", default="train")
+    e.add_argument("--split", default="valid")
+    e.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ wav layout")
+    e.add_argument("-m", "--model", action="append", default=None)
+    e.add_argument("--variants", default="soft",
+                   help="comma list of mask[+reconstruct], e.g. soft,binary,binary+griffinlim")
+    e.add_argument("--threshold", type=float, default=0.5)
+    e.add_argument("--limit", type=int, default=None, help="only the first N tracks")
+    e.add_argument("--no-baselines", action="store_true")
+    e.add_argument("-o", "--out", default="evaluation")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("models", help="list the shipped models")
+    m.set_defaults(func=cmd_models)
+
+    pl = sub.add_parser("plot", help="the paper's figures for one song")
+    pl.add_argument("input")
+    pl.add_argument("-o", "--out", default="plots")
+    pl.add_argument("-m", "--model", default=None)
+    pl.add_argument("--history", default=None, help="a training run's history.csv for the loss curve")
+    pl.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "evaluate" and not args.model:
+        args.model = ["default"]
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _fail("interrupted; finished outputs were kept, unfinished ones were not written")
+        return EXIT_INTERRUPTED
+    except Exception as err:  # one line, never a traceback, unless debugging
+        if os.environ.get("VOCALSEP_DEBUG"):
+            raise
+        _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

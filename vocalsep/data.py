@@ -1,0 +1,163 @@
+"""Datasets: MIR-1K clip folders, MUSDB18 (through ``musdb``), plain folders of stems.
+
+Every loader returns a list of :class:`Track` (vocals and accompaniment as float32
+``(channels, samples)`` at one rate). :class:`RemixSampler` draws training examples from
+tracks, optionally remixing the vocals of one track with the accompaniment of another.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio as audio_io
+from .spectral import stft
+
+
+@dataclass
+class Track:
+    """One song: ``vocals`` and ``accompaniment`` are float32 ``(channels, samples)`` at ``rate`` Hz."""
+
+    name: str
+    vocals: np.ndarray
+    accompaniment: np.ndarray
+    rate: int
+
+    @property
+    def mixture(self) -> np.ndarray:
+        return self.vocals + self.accompaniment
+
+    def converted(self, rate: int, mono: bool = True) -> "Track":
+        """The same track resampled to ``rate`` Hz and (optionally) mixed down to mono."""
+        def conv(x: np.ndarray) -> np.ndarray:
+            x = audio_io.to_mono(x) if mono else x
+            return audio_io.resample(x, self.rate, rate)
+        return Track(self.name, conv(self.vocals), conv(self.accompaniment), rate)
+
+
+def load_mir1k(folder: str | os.PathLike) -> list[Track]:
+    """MIR-1K clips as shipped in shared/: stereo files, left = accompaniment, right = vocals."""
+    files = sorted(Path(folder).glob("*.flac")) + sorted(Path(folder).glob("*.wav"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no .flac or .wav clips found")
+    tracks = []
+    for f in files:
+        a = audio_io.read_audio(f)
+        if a.channels != 2:
+            raise audio_io.AudioError(f, "MIR-1K clips must have 2 channels (accompaniment, vocals)")
+        tracks.append(Track(f.stem, a.samples[1:2].copy(), a.samples[0:1].copy(), a.rate))
+    return tracks
+
+
+def load_stem_folder(folder: str | os.PathLike) -> list[Track]:
+    """A folder of ``<track>/{vocals,accompaniment}.wav`` (``mixture.wav`` optional, unused).
+
+    Any format :func:`vocalsep.audio.read_audio` reads is accepted (vocals.flac, ...).
+    """
+    tracks = []
+    for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        stems = {p.stem: p for p in sub.iterdir() if p.is_file()}
+        if "vocals" not in stems or "accompaniment" not in stems:
+            continue
+        v = audio_io.read_audio(stems["vocals"])
+        a = audio_io.read_audio(stems["accompaniment"])
+        if v.rate != a.rate:
+            raise audio_io.AudioError(stems["accompaniment"], f"rate {a.rate} Hz differs from vocals' {v.rate} Hz")
+        n = min(v.samples.shape[1], a.samples.shape[1])
+        tracks.append(Track(sub.name, v.samples[:, :n], a.samples[:, :n], v.rate))
+    if not tracks:
+        raise FileNotFoundError(f"{folder}: no <track>/vocals + accompaniment stems found")
+    return tracks
+
+
+def load_musdb(root: str | os.PathLike, subset: str = "train", split: str | None = None,
+               is_wav: bool = False) -> list[Track]:
+    """MUSDB18 through the ``musdb`` package (``.stem.mp4``, or the HQ wav layout with ``is_wav``)."""
+    import musdb
+
+    db = musdb.DB(root=str(root), subsets=subset, split=split, is_wav=is_wav)
+    if not db.tracks:
+        raise FileNotFoundError(f"{root}: no MUSDB18 tracks in subset {subset!r}"
+                                + (f", split {split!r}" if split else ""))
+    tracks = []
+    for t in db.tracks:
+        vocals = t.targets["vocals"].audio.T.astype(np.float32)
+        acc = t.targets["accompaniment"].audio.T.astype(np.float32)
+        tracks.append(Track(t.name, vocals, acc, int(t.rate)))
+    return tracks
+
+
+def is_musdb_root(folder: str | os.PathLike) -> bool:
+    """True if ``folder`` looks like a MUSDB18 root (``train/`` or ``test/`` of stems or wavs)."""
+    p = Path(folder)
+    return any((p / s).is_dir() and (any((p / s).glob("*.stem.mp4")) or any((p / s).glob("*/vocals.wav")))
+               for s in ("train", "test"))
+
+
+def load_any(folder: str | os.PathLike, musdb_subset: str = "train", musdb_split: str | None = None) -> list[Track]:
+    """Guess the layout of ``folder``: MUSDB18 root, folder of stem folders, or MIR-1K clips."""
+    p = Path(folder)
+    if is_musdb_root(p):
+        is_wav = any((p / musdb_subset).glob("*/vocals.wav"))
+        return load_musdb(p, musdb_subset, musdb_split, is_wav=is_wav)
+    if any(c.is_dir() for c in p.iterdir()):
+        return load_stem_folder(p)
+    return load_mir1k(p)
+
+
+class RemixSampler:
+    """Draws batches of magnitude spectrogram examples from mono tracks at the model's rate.
+
+    Each example is ``frames`` STFT frames long. With ``remix`` the vocals and accompaniment
+    come from independently chosen tracks and offsets, each scaled by a random gain of
+    ``±gain_db``; without it, examples are the tracks' own mixtures.
+    """
+
+    def __init__(self, tracks: list[Track], n_fft: int, hop: int, frames: int, remix: bool = True,
+                 gain_db: float = 6.0, seed: int = 0):
+        self.vocals = [t.vocals[0] for t in tracks]
+        self.accompaniment = [t.accompaniment[0] for t in tracks]
+        self.n_fft, self.hop, self.frames = n_fft, hop, frames
+        self.length = (frames - 1) * hop
+        self.remix, self.gain_db = remix, gain_db
+        self.rng = np.random.default_rng(seed)
+
+    def _excerpt(self, signal: np.ndarray, offset: int | None = None) -> tuple[np.ndarray, int]:
+        n = len(signal)
+        if offset is None:
+            offset = int(self.rng.integers(0, max(1, n - self.length)))
+        out = signal[offset:offset + self.length]
+        if len(out) < self.length:
+            out = np.pad(out, (0, self.length - len(out)))
+        return out, offset
+
+    def example(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (vocals, accompaniment) pair of ``(frames - 1) * hop`` samples."""
+        i = int(self.rng.integers(len(self.vocals)))
+        if not self.remix:
+            v, off = self._excerpt(self.vocals[i])
+            a, _ = self._excerpt(self.accompaniment[i], off)
+            return v, a
+        j = int(self.rng.integers(len(self.accompaniment)))
+        v, _ = self._excerpt(self.vocals[i])
+        a, _ = self._excerpt(self.accompaniment[j])
+        gv, ga = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db, size=2) / 20)
+        return v * gv, a * ga
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Magnitudes ``(mixture, vocals, accompaniment)``, each ``(size, bins, frames)``."""
+        pairs = [self.example() for _ in range(size)]
+        v = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
+        a = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))
+        return magnitudes(v, a, self.n_fft, self.hop)
+
+
+def magnitudes(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, hop: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``|STFT|`` of mixture, vocals and accompaniment for ``(..., samples)`` signals."""
+    V = stft(vocals, n_fft, hop)
+    A = stft(accompaniment, n_fft, hop)
+    return (V + A).abs(), V.abs(), A.abs()

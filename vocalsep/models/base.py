@@ -1,0 +1,56 @@
+"""What every separation model offers: its configuration, a mask, and a training loss.
+
+A model sees the magnitude STFT of a mono mixture at its own ``sample_rate`` with its own
+``n_fft``/``hop`` (all in :class:`ModelConfig`) and returns a vocal mask in ``[0, 1]`` of the
+same shape. Everything else (decoding, resampling, applying the mask, iSTFT) lives outside.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved beside its weights."""
+
+    arch: str
+    sample_rate: int = 16_000
+    n_fft: int = 2048
+    hop: int = 512
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SeparationModel(nn.Module):
+    """Base class: subclasses implement :meth:`mask` and :meth:`training_loss`."""
+
+    #: frames of spectrogram cut for one training example
+    example_frames: int = 100
+    #: target frames one example trains (1 for the paper's centre-frame CNN)
+    target_frames: int = 100
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+
+    def mask(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """Vocal mask for a whole song. ``mix_mag``: ``(batch, bins, frames)`` → same shape."""
+        raise NotImplementedError
+
+    def training_loss(self, mix_mag: torch.Tensor, vocals_mag: torch.Tensor,
+                      accompaniment_mag: torch.Tensor) -> torch.Tensor:
+        """Scalar loss for a batch of examples, each ``(batch, bins, example_frames)``."""
+        raise NotImplementedError
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

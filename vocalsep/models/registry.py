@@ -1,0 +1,114 @@
+"""Model zoo: architecture names → classes, shipped models, saving and loading with config.
+
+A saved model is one ``.pt`` file holding ``{"config": ModelConfig dict, "state": weights,
+"meta": {...}}``; it loads without knowing its hyper-parameters.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import ModelConfig, SeparationModel
+from .paper import PaperCNN
+from .unet import UNet
+
+ARCHITECTURES: dict[str, type[SeparationModel]] = {"paper": PaperCNN, "unet": UNet}
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+DEFAULT_MODEL = "default"
+#: shipped model name → file in ``vocalsep/pretrained``
+SHIPPED = {"default": "default.pt", "paper": "paper.pt"}
+
+
+class ModelError(ValueError):
+    """A model name or file that cannot be used; ``str()`` is one line."""
+
+
+def build(arch: str, params: dict[str, Any] | None = None, **config: Any) -> SeparationModel:
+    """A fresh, untrained model of architecture ``arch`` with its default configuration."""
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    model = ARCHITECTURES[arch]()
+    if params or config:
+        cfg = model.config
+        merged = ModelConfig(arch=arch, sample_rate=config.get("sample_rate", cfg.sample_rate),
+                             n_fft=config.get("n_fft", cfg.n_fft), hop=config.get("hop", cfg.hop),
+                             params={**cfg.params, **(params or {})})
+        model = ARCHITECTURES[arch](merged)
+    return model
+
+
+def save(model: SeparationModel, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` with its config to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"config": model.config.to_dict(), "state": state, "meta": meta or {}}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Path:
+    """Path of a shipped model name (``default``, ``paper``) or of a model file."""
+    name = str(name_or_path or DEFAULT_MODEL)
+    if name in SHIPPED:
+        path = PRETRAINED_DIR / SHIPPED[name]
+        if not path.exists():
+            raise ModelError(f"shipped model {name!r} is missing from the package ({path})")
+        return path
+    path = Path(name)
+    if not path.exists():
+        raise ModelError(f"{name}: no such model (shipped: {', '.join(SHIPPED)}; or a .pt file)")
+    return path
+
+
+def load(name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> SeparationModel:
+    """Load a shipped model by name, or a saved ``.pt`` file, ready for inference."""
+    path = resolve(name_or_path)
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+        config = ModelConfig(**blob["config"])
+        model = ARCHITECTURES[config.arch](config)
+        model.load_state_dict(blob["state"])
+    except (KeyError, RuntimeError, TypeError, ValueError, EOFError) as err:
+        raise ModelError(f"{path}: not a usable vocalsep model ({str(err).splitlines()[0][:100]})") from None
+    model.meta = blob.get("meta", {})
+    return model.to(device).eval()
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    arch: str
+    parameters: int
+    sample_rate: int
+    n_fft: int
+    hop: int
+    path: Path
+
+
+def available() -> list[ModelInfo]:
+    """The shipped models that are present, with parameter counts and rates."""
+    infos = []
+    for name in SHIPPED:
+        try:
+            model = load(name)
+        except ModelError:
+            continue
+        c = model.config
+        infos.append(ModelInfo(name, c.arch, model.parameter_count(), c.sample_rate, c.n_fft,
+                               c.hop, resolve(name)))
+    return infos

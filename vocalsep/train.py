@@ -1,0 +1,191 @@
+"""Training loop: Adam, per-epoch validation, best epoch kept, resumable checkpoints.
+
+A run folder holds ``last.pt`` (everything needed to resume: weights, optimiser, sampler and
+RNG states, history), ``best.pt`` (a loadable model, the epoch with the lowest validation loss),
+``history.csv`` and ``loss.png``. All files are written atomically, so a run killed at any
+moment resumes from its last checkpoint with ``resume=True``.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data import RemixSampler, Track, magnitudes
+from .models import SeparationModel, save
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    seed: int = 0
+    remix: bool = True
+    gain_db: float = 6.0
+    steps_per_epoch: int | None = None  # default: one pass over the training frames
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    max_minutes: float | None = None  # stop (after checkpointing) when this much time has passed
+    checkpoint_minutes: float = 5.0
+    threads: int | None = None
+    valid_stride: int | None = None  # frames between validation examples
+    history: list[dict] = field(default_factory=list)
+
+
+def _atomic_torch_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def validation_batches(model: SeparationModel, tracks: list[Track], stride: int | None = None,
+                       batch_size: int = 16) -> list[tuple[torch.Tensor, ...]]:
+    """Fixed validation examples: excerpts of the tracks' own mixtures every ``stride`` frames."""
+    cfg = model.config
+    frames = model.example_frames
+    stride = stride or (frames if model.target_frames > 1 else 10)
+    length = (frames - 1) * cfg.hop
+    v_list, a_list = [], []
+    for t in tracks:
+        n = t.vocals.shape[1]
+        for start in range(0, max(1, n - length + 1), stride * cfg.hop):
+            v = t.vocals[0, start:start + length]
+            a = t.accompaniment[0, start:start + length]
+            v_list.append(np.pad(v, (0, length - len(v))))
+            a_list.append(np.pad(a, (0, length - len(a))))
+    batches = []
+    for i in range(0, len(v_list), batch_size):
+        v = torch.from_numpy(np.stack(v_list[i:i + batch_size]).astype(np.float32))
+        a = torch.from_numpy(np.stack(a_list[i:i + batch_size]).astype(np.float32))
+        batches.append(magnitudes(v, a, cfg.n_fft, cfg.hop))
+    return batches
+
+
+@torch.no_grad()
+def validation_loss(model: SeparationModel, batches: list[tuple[torch.Tensor, ...]]) -> float:
+    model.eval()
+    total = sum(model.training_loss(*b).item() * b[0].shape[0] for b in batches)
+    return total / max(1, sum(b[0].shape[0] for b in batches))
+
+
+def write_history(history: list[dict], folder: Path) -> None:
+    """``history.csv`` and ``loss.png`` in ``folder`` (both atomic)."""
+    if not history:
+        return
+    tmp = folder / ".history.csv.part"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, folder / "history.csv")
+    from .plots import plot_loss
+
+    plot_loss(history, folder / "loss.png")
+
+
+def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[Track],
+          out_dir: str | os.PathLike, config: TrainConfig | None = None, resume: bool = True,
+          progress: Callable[[int, int, float], None] | None = None, meta: dict | None = None) -> list[dict]:
+    """Train ``model`` on mono tracks at its sample rate; return the loss history.
+
+    ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar with it).
+    """
+    cfg = config or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    mc = model.config
+    train_tracks = [t.converted(mc.sample_rate) for t in train_tracks]
+    valid_tracks = [t.converted(mc.sample_rate) for t in valid_tracks]
+    sampler = RemixSampler(train_tracks, mc.n_fft, mc.hop, model.example_frames,
+                           remix=cfg.remix, gain_db=cfg.gain_db if cfg.remix else 0.0, seed=cfg.seed)
+    total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
+    steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
+    valid = validation_batches(model, valid_tracks, cfg.valid_stride)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    history: list[dict] = []
+    epoch, step_in_epoch, best, elapsed, running = 0, 0, math.inf, 0.0, []
+    last = out / "last.pt"
+    if resume and last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        epoch, step_in_epoch, best = state["epoch"], state["step"], state["best"]
+        history, elapsed, running = state["history"], state["elapsed"], state["running"]
+
+    def checkpoint() -> None:
+        _atomic_torch_save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "epoch": epoch, "step": step_in_epoch, "best": best, "history": history,
+            "elapsed": elapsed + time.monotonic() - started, "running": running,
+        }, last)
+
+    started = time.monotonic()
+    last_ckpt = started
+    stale = sum(1 for _ in _epochs_since_best(history))
+    while epoch < cfg.epochs:
+        model.train()
+        while step_in_epoch < steps:
+            mix, voc, acc = sampler.batch(cfg.batch_size)
+            loss = model.training_loss(mix, voc, acc)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running.append(loss.item())
+            step_in_epoch += 1
+            if progress:
+                progress(step_in_epoch, steps, float(np.mean(running)))
+            now = time.monotonic()
+            out_of_time = cfg.max_minutes is not None and (now - started) / 60 >= cfg.max_minutes
+            if now - last_ckpt >= cfg.checkpoint_minutes * 60 or out_of_time:
+                checkpoint()
+                last_ckpt = now
+            if out_of_time:
+                return history
+        v = validation_loss(model, valid)
+        seconds = elapsed + time.monotonic() - started
+        history.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(running)), 6),
+                        "valid_loss": round(v, 6), "seconds": round(seconds, 1),
+                        "examples": (epoch + 1) * steps * cfg.batch_size})
+        epoch, step_in_epoch, running = epoch + 1, 0, []
+        if v < best:
+            best, stale = v, 0
+            save(model, out / "best.pt", meta={**(meta or {}), "epoch": epoch, "valid_loss": v,
+                                               "train_seconds": round(seconds, 1),
+                                               "examples_per_epoch": steps * cfg.batch_size})
+        else:
+            stale += 1
+        write_history(history, out)
+        checkpoint()
+        last_ckpt = time.monotonic()
+        if cfg.patience is not None and stale >= cfg.patience:
+            break
+    return history
+
+
+def _epochs_since_best(history: list[dict]):
+    best = math.inf
+    since = []
+    for h in history:
+        if h["valid_loss"] < best:
+            best, since = h["valid_loss"], []
+        else:
+            since.append(h)
+    return since

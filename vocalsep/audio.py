@@ -148,6 +148,8 @@ def prepare_output(samples: np.ndarray, clip: str = "rescale") -> np.ndarray:
     distortion, lower level); ``"clamp"`` clips samples to [-1, 1]; ``"none"`` leaves them
     (only sensible for float output).
     """
+    if clip not in ("rescale", "clamp", "none"):
+        raise ValueError(f"unknown clip mode {clip!r} (rescale, clamp or none)")
     if clip == "none":
         return samples
     peak = float(np.abs(samples).max(initial=0.0))
@@ -155,9 +157,7 @@ def prepare_output(samples: np.ndarray, clip: str = "rescale") -> np.ndarray:
         return samples
     if clip == "rescale":
         return samples / peak
-    if clip == "clamp":
-        return np.clip(samples, -1.0, 1.0)
-    raise ValueError(f"unknown clip mode {clip!r} (rescale, clamp or none)")
+    return np.clip(samples, -1.0, 1.0)
 
 
 def write_audio(path: str | os.PathLike, samples: np.ndarray, rate: int, bits: str = "16",
@@ -167,7 +167,28 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, rate: int, bits: s
     The format follows the suffix (wav, flac, ogg, or mp3/m4a through ffmpeg). ``bits`` is
     ``"16"``, ``"24"`` or ``"float"`` for wav/flac. A failure leaves no file behind.
     """
-    path = Path(path)
+    return write_audio_files({path: samples}, rate, bits, clip)[0]
+
+
+def write_audio_files(outputs: dict, rate: int, bits: str = "16", clip: str = "rescale") -> list[Path]:
+    """Write several files all-or-nothing: every one goes to a temp file first, and only when
+    all are complete are they renamed into place. ``outputs``: path → ``(channels, samples)``."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, samples in outputs.items():
+            path = Path(path)
+            temps.append((_write_temp(path, samples, rate, bits, clip), path))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return [path for _, path in temps]
+
+
+def _write_temp(path: Path, samples: np.ndarray, rate: int, bits: str, clip: str) -> str:
+    """Encode ``samples`` into a new temp file beside ``path``; return the temp file's name."""
     ext = path.suffix.lower().lstrip(".")
     if ext not in SOUNDFILE_FORMATS and ext not in FFMPEG_FORMATS:
         raise AudioError(path, f"unknown output format '.{ext}'")
@@ -190,7 +211,6 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, rate: int, bits: s
         else:
             _write_ffmpeg(tmp, data, rate, FFMPEG_FORMATS[ext], path)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
@@ -198,7 +218,7 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, rate: int, bits: s
         if isinstance(err, (sf.LibsndfileError, RuntimeError)):
             raise AudioError(path, f"cannot write ({err})") from None
         raise
-    return path
+    return tmp
 
 
 def _umask() -> int:
@@ -211,7 +231,7 @@ def _write_ffmpeg(tmp: str, data: np.ndarray, rate: int, fmt: str, path: Path) -
     if shutil.which("ffmpeg") is None:
         raise AudioError(path, "writing this format needs ffmpeg, which is not installed")
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(rate),
-           "-ac", str(data.shape[0]), "-i", "-", "-f", fmt, tmp]
+           "-ac", str(data.shape[0]), "-i", "-", "-ar", str(rate), "-f", fmt, tmp]
     out = subprocess.run(cmd, input=np.ascontiguousarray(data.T, dtype="<f4").tobytes(),
                          capture_output=True)
     if out.returncode != 0:

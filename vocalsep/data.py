@@ -38,18 +38,20 @@ class Track:
         return Track(self.name, conv(self.vocals), conv(self.accompaniment), rate)
 
 
+def read_mir1k_clip(path: str | os.PathLike) -> Track:
+    """One MIR-1K clip as shipped in shared/: stereo, left = accompaniment, right = vocals."""
+    a = audio_io.read_audio(path)
+    if a.channels != 2:
+        raise audio_io.AudioError(path, "MIR-1K clips must have 2 channels (accompaniment, vocals)")
+    return Track(Path(path).stem, a.samples[1:2].copy(), a.samples[0:1].copy(), a.rate)
+
+
 def load_mir1k(folder: str | os.PathLike) -> list[Track]:
-    """MIR-1K clips as shipped in shared/: stereo files, left = accompaniment, right = vocals."""
+    """All MIR-1K clips (``*.flac`` / ``*.wav``) of a folder, sorted by name."""
     files = sorted(Path(folder).glob("*.flac")) + sorted(Path(folder).glob("*.wav"))
     if not files:
         raise FileNotFoundError(f"{folder}: no .flac or .wav clips found")
-    tracks = []
-    for f in files:
-        a = audio_io.read_audio(f)
-        if a.channels != 2:
-            raise audio_io.AudioError(f, "MIR-1K clips must have 2 channels (accompaniment, vocals)")
-        tracks.append(Track(f.stem, a.samples[1:2].copy(), a.samples[0:1].copy(), a.rate))
-    return tracks
+    return [read_mir1k_clip(f) for f in files]
 
 
 def load_stem_folder(folder: str | os.PathLike) -> list[Track]:

@@ -106,8 +106,8 @@ class Separator:
             raise FileExistsError(f"{existing[0]}: already exists (use --force to overwrite)")
         audio = audio_io.read_audio(path)
         result = self.separate(audio.samples, audio.rate)
-        for stem, target in targets.items():
-            audio_io.write_audio(target, result[stem], audio.rate, bits=bits)
+        audio_io.write_audio_files({target: result[stem] for stem, target in targets.items()},
+                                   audio.rate, bits=bits)
         return targets
 
 

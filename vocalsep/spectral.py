@@ -57,7 +57,7 @@ def griffin_lim(magnitude: torch.Tensor, length: int, n_fft: int = 2048, hop: in
     """
     if init_phase is None:
         gen = torch.Generator().manual_seed(0)
-        phase = torch.rand(magnitude.shape, generator=gen) * (2 * torch.pi)
+        phase = torch.rand(magnitude.shape, generator=gen, dtype=magnitude.dtype) * (2 * torch.pi)
         phase = phase.to(magnitude.device)
     else:
         phase = init_phase

@@ -53,7 +53,7 @@ def validation_batches(model: SeparationModel, tracks: list[Track], stride: int 
     """Fixed validation examples: excerpts of the tracks' own mixtures every ``stride`` frames."""
     cfg = model.config
     frames = model.example_frames
-    stride = stride or (frames if model.target_frames > 1 else 10)
+    stride = stride or frames
     length = (frames - 1) * cfg.hop
     v_list, a_list = [], []
     for t in tracks:
@@ -128,6 +128,9 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
         torch.set_rng_state(state["torch_rng"])
         epoch, step_in_epoch, best = state["epoch"], state["step"], state["best"]
         history, elapsed, running = state["history"], state["elapsed"], state["running"]
+        for h in history:  # older checkpoints counted examples (= frames for the paper model)
+            if "examples" in h:
+                h["frames"] = h.pop("examples")
 
     def checkpoint() -> None:
         _atomic_torch_save({
@@ -163,13 +166,13 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
         seconds = elapsed + time.monotonic() - started
         history.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(running)), 6),
                         "valid_loss": round(v, 6), "seconds": round(seconds, 1),
-                        "examples": (epoch + 1) * steps * cfg.batch_size})
+                        "frames": (epoch + 1) * steps * cfg.batch_size * model.target_frames})
         epoch, step_in_epoch, running = epoch + 1, 0, []
         if v < best:
             best, stale = v, 0
             save(model, out / "best.pt", meta={**(meta or {}), "epoch": epoch, "valid_loss": v,
                                                "train_seconds": round(seconds, 1),
-                                               "examples_per_epoch": steps * cfg.batch_size})
+                                               "frames_per_epoch": steps * cfg.batch_size * model.target_frames})
         else:
             stale += 1
         write_history(history, out)

@@ -28,13 +28,15 @@ from .base import ModelConfig, SeparationModel
 
 WINDOW = 100
 CENTRE = WINDOW // 2
+#: consecutive windows in one training example: they share the first block's convolutions
+WINDOWS_PER_EXAMPLE = 16
 
 
 class PaperCNN(SeparationModel):
     """The paper's binary-mask CNN: ``(batch, 1025, 100)`` window → ``(batch, 1025)`` logits."""
 
-    example_frames = WINDOW
-    target_frames = 1
+    example_frames = WINDOW + WINDOWS_PER_EXAMPLE - 1
+    target_frames = WINDOWS_PER_EXAMPLE
 
     def __init__(self, config: ModelConfig | None = None):
         config = config or ModelConfig(arch="paper", sample_rate=16_000, n_fft=2048, hop=512,
@@ -65,9 +67,20 @@ class PaperCNN(SeparationModel):
 
     def training_loss(self, mix_mag: torch.Tensor, vocals_mag: torch.Tensor,
                       accompaniment_mag: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy against the ideal binary mask of the centre frame."""
-        target = (vocals_mag[..., CENTRE] > accompaniment_mag[..., CENTRE]).float()
-        logits = self(torch.log1p(mix_mag))
+        """Binary cross-entropy of each window's centre frame against the ideal binary mask.
+
+        An example ``(batch, bins, 115)`` holds 16 consecutive 100-frame windows; they are run
+        through the network with their shared work done once (``shared_window_logits``), which
+        gives the same outputs and gradients as 16 separate windows, dropout included.
+        """
+        from .paper_fast import shared_window_logits
+
+        k = self.target_frames
+        centres = slice(CENTRE, CENTRE + k)
+        target = (vocals_mag[..., centres] > accompaniment_mag[..., centres]).float()
+        target = target.permute(0, 2, 1).reshape(-1, target.shape[1])  # (batch * k, bins)
+        features = torch.log1p(mix_mag)
+        logits = torch.cat([shared_window_logits(self, f, 0, k) for f in features])
         return F.binary_cross_entropy_with_logits(logits, target)
 
     @torch.no_grad()

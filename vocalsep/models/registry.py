@@ -62,6 +62,8 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path:
             raise ModelError(f"shipped model {name!r} is missing from the package ({path})")
         return path
     path = Path(name)
+    if path.is_dir():
+        raise ModelError(f"{name}: is a directory, not a model file")
     if not path.exists():
         raise ModelError(f"{name}: no such model (shipped: {', '.join(SHIPPED)}; or a .pt file)")
     return path
@@ -75,8 +77,9 @@ def load(name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> 
         config = ModelConfig(**blob["config"])
         model = ARCHITECTURES[config.arch](config)
         model.load_state_dict(blob["state"])
-    except (KeyError, RuntimeError, TypeError, ValueError, EOFError) as err:
-        raise ModelError(f"{path}: not a usable vocalsep model ({str(err).splitlines()[0][:100]})") from None
+    except Exception as err:  # torch.load raises many kinds for a file that is not a model
+        first = (str(err).splitlines() or [type(err).__name__])[0][:100]
+        raise ModelError(f"{path}: not a usable vocalsep model ({first})") from None
     model.meta = blob.get("meta", {})
     return model.to(device).eval()
 

@@ -1,0 +1,149 @@
+"""Shared fixtures: where the real data lives, small synthetic signals, running the CLI.
+
+Real data is read in place from ``<repo>/../shared`` (never copied into the repo); every fixture
+that needs it skips the test when it is missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MIR1K = SHARED / "data" / "mir1k"
+MUSDB = SHARED / "data" / "musdb18-7"
+
+#: MIR-1K test clips used for quality checks (any that exist are used)
+QUALITY_CLIPS = ("Ani_1_01", "bobon_1_01", "tammy_1_01")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The machine is shared with training runs: keep torch on one core."""
+    torch.set_num_threads(1)
+    yield
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _need(SHARED, "shared data folder")
+
+
+@pytest.fixture(scope="session")
+def mir1k_dir(shared_dir) -> Path:
+    return _need(MIR1K, "MIR-1K")
+
+
+@pytest.fixture(scope="session")
+def mir1k_train_dir(mir1k_dir) -> Path:
+    return _need(mir1k_dir / "train", "MIR-1K train clips")
+
+
+@pytest.fixture(scope="session")
+def mir1k_valid_dir(mir1k_dir) -> Path:
+    return _need(mir1k_dir / "valid", "MIR-1K valid clips")
+
+
+@pytest.fixture(scope="session")
+def mir1k_test_dir(mir1k_dir) -> Path:
+    return _need(mir1k_dir / "test", "MIR-1K test clips")
+
+
+@pytest.fixture(scope="session")
+def mir1k_train_files(mir1k_train_dir) -> list[Path]:
+    files = sorted(mir1k_train_dir.glob("*.flac"))
+    if len(files) < 6:
+        pytest.skip("fewer than 6 MIR-1K training clips")
+    return files
+
+
+@pytest.fixture(scope="session")
+def mir1k_test_clip(mir1k_test_dir) -> Path:
+    """One real MIR-1K test clip (16 kHz stereo FLAC: left accompaniment, right vocals)."""
+    preferred = mir1k_test_dir / f"{QUALITY_CLIPS[0]}.flac"
+    if preferred.exists():
+        return preferred
+    files = sorted(mir1k_test_dir.glob("*.flac"))
+    if not files:
+        pytest.skip("no MIR-1K test clips")
+    return files[0]
+
+
+@pytest.fixture(scope="session")
+def mir1k_quality_clips(mir1k_test_dir) -> list[Path]:
+    files = [mir1k_test_dir / f"{n}.flac" for n in QUALITY_CLIPS]
+    files = [f for f in files if f.exists()] or sorted(mir1k_test_dir.glob("*.flac"))[:3]
+    if not files:
+        pytest.skip("no MIR-1K test clips")
+    return files
+
+
+@pytest.fixture(scope="session")
+def mir1k_stems(mir1k_test_clip):
+    """(vocals, accompaniment, rate) of the test clip, float32 1-D arrays."""
+    from vocalsep.audio import read_audio
+
+    a = read_audio(mir1k_test_clip)
+    return a.samples[1].copy(), a.samples[0].copy(), a.rate
+
+
+@pytest.fixture(scope="session")
+def musdb_root(shared_dir) -> Path:
+    root = _need(MUSDB, "MUSDB18 (7 s excerpts)")
+    if not any((root / "train").glob("*.stem.mp4")):
+        pytest.skip("no MUSDB18 .stem.mp4 files")
+    return root
+
+
+@pytest.fixture(scope="session")
+def musdb_track(musdb_root) -> Path:
+    return sorted((musdb_root / "train").glob("*.stem.mp4"))[0]
+
+
+@pytest.fixture(scope="session")
+def stempeg_example() -> Path:
+    stempeg = pytest.importorskip("stempeg")
+    return _need(Path(stempeg.example_stem_path()), "stempeg example song")
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        pytest.skip("ffmpeg is not installed")
+    return exe
+
+
+def tone(rate: int, channels: int = 1, seconds: float = 0.1, freq: float = 440.0,
+         amplitude: float = 0.5) -> np.ndarray:
+    """float32 ``(channels, samples)`` sine, each channel with a different phase."""
+    t = np.arange(int(round(rate * seconds))) / rate
+    return np.stack([amplitude * np.sin(2 * np.pi * freq * t + c) for c in range(channels)]).astype(np.float32)
+
+
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    reference = np.asarray(reference, dtype=np.float64)
+    estimate = np.asarray(estimate, dtype=np.float64)
+    return float(10 * np.log10(np.sum(reference ** 2) / max(np.sum((reference - estimate) ** 2), 1e-20)))
+
+
+def run_cli(*args: str | os.PathLike, cwd: str | os.PathLike | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m vocalsep.cli ARGS`` in a subprocess (no shell), one torch thread."""
+    env = {k: v for k, v in os.environ.items() if k != "VOCALSEP_DEBUG"}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "vocalsep.cli", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)

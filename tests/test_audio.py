@@ -1,0 +1,427 @@
+"""Reading and writing audio: formats, rates, channels, errors, atomic writes, resampling."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import tone
+from vocalsep import audio
+from vocalsep.audio import AudioError, prepare_output, read_audio, resample, write_audio
+
+RATES = [8000, 11025, 16000, 22050, 44100, 48000, 96000, 192000]
+
+
+@pytest.mark.parametrize("ext,tolerance", [("wav", 1e-4), ("flac", 1e-4), ("ogg", 0.05)])
+@pytest.mark.parametrize("rate", RATES)
+def test_read_rates(tmp_path, ext, tolerance, rate):
+    x = tone(rate, 2, seconds=0.05)
+    path = tmp_path / f"tone.{ext}"
+    sf.write(path, x.T, rate, subtype="VORBIS" if ext == "ogg" else "PCM_16")
+    a = read_audio(path)
+    assert a.rate == rate
+    assert a.samples.dtype == np.float32
+    assert a.samples.shape == x.shape
+    assert a.channels == 2
+    assert a.duration == pytest.approx(x.shape[1] / rate)
+    assert np.abs(a.samples - x).max() < tolerance
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg"])
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 8])
+def test_read_channels(tmp_path, ext, channels):
+    x = tone(16000, channels, seconds=0.05)
+    path = tmp_path / f"tone.{ext}"
+    sf.write(path, x.T, 16000, subtype="VORBIS" if ext == "ogg" else "PCM_24")
+    a = read_audio(path)
+    assert a.samples.shape == (channels, x.shape[1])
+    assert np.abs(a.samples - x).max() < (0.05 if ext == "ogg" else 1e-5)
+
+
+def test_read_float_wav_exact(tmp_path):
+    x = tone(22050, 2) * 1.7  # float wavs may exceed full scale; nothing is clipped on reading
+    sf.write(tmp_path / "f.wav", x.T, 22050, subtype="FLOAT")
+    a = read_audio(tmp_path / "f.wav")
+    np.testing.assert_array_equal(a.samples, x)
+
+
+def _make_mp3(tmp_path, ffmpeg, rate=44100, channels=2):
+    x = tone(rate, channels, seconds=1.0)
+    sf.write(tmp_path / "src.wav", x.T, rate)
+    mp3 = tmp_path / "tone.mp3"
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(tmp_path / "src.wav"), str(mp3)],
+                   check=True, timeout=60)
+    return mp3, x
+
+
+@pytest.fixture()
+def mp3_tone(tmp_path, ffmpeg):
+    return _make_mp3(tmp_path, ffmpeg)
+
+
+@pytest.mark.parametrize("rate,channels", [(8000, 1), (22050, 2), (44100, 2), (48000, 1)])
+def test_read_mp3(tmp_path, ffmpeg, rate, channels):
+    path, x = _make_mp3(tmp_path, ffmpeg, rate, channels)
+    a = read_audio(path)
+    assert a.rate == rate and a.channels == channels
+    assert a.samples.dtype == np.float32
+    assert abs(a.samples.shape[1] - x.shape[1]) <= 2048  # encoder padding at most
+    # still a 440 Hz tone
+    spectrum = np.abs(np.fft.rfft(a.samples[0]))
+    freqs = np.fft.rfftfreq(a.samples.shape[1], 1 / rate)
+    assert abs(freqs[spectrum.argmax()] - 440) < 3
+
+
+def test_read_mp3_with_wrong_suffix_falls_back_to_ffmpeg(mp3_tone, tmp_path):
+    path, _ = mp3_tone
+    renamed = tmp_path / "tone.audio"
+    renamed.write_bytes(path.read_bytes())
+    a = read_audio(renamed)
+    assert a.rate == 44100 and a.channels == 2 and a.samples.shape[1] > 40000
+
+
+def test_stempeg_example_reads_as_stereo_mixture(stempeg_example):
+    stempeg = pytest.importorskip("stempeg")
+    a = read_audio(stempeg_example)
+    assert a.rate == 44100
+    assert a.channels == 2
+    assert a.duration > 5
+    stems, rate = stempeg.read_stems(str(stempeg_example), dtype=np.float32)
+    assert rate == 44100
+    n = min(stems.shape[1], a.samples.shape[1])
+    assert abs(stems.shape[1] - a.samples.shape[1]) < 2048
+    # the first stream is the mixture: identical to stempeg's stem 0, unlike any single source
+    assert np.abs(a.samples[:, :n] - stems[0, :n].T).max() < 1e-4
+    for k in range(1, stems.shape[0]):
+        assert np.abs(a.samples[:, :n] - stems[k, :n].T).max() > 0.1
+
+
+def test_musdb_stem_file_reads(musdb_track):
+    a = read_audio(musdb_track)
+    assert a.rate == 44100 and a.channels == 2 and a.duration > 5
+
+
+# ---------------------------------------------------------------- errors
+def _bad_missing(d):
+    return d / "missing.wav"
+
+
+def _bad_empty(d):
+    p = d / "empty.wav"
+    p.write_bytes(b"")
+    return p
+
+
+def _bad_directory(d):
+    p = d / "folder.wav"
+    p.mkdir()
+    return p
+
+
+def _bad_directory_mp3(d):
+    p = d / "folder.mp3"
+    p.mkdir()
+    return p
+
+
+def _bad_text_wav(d):
+    p = d / "notes.wav"
+    p.write_text("this is a text file, not audio\n" * 10)
+    return p
+
+
+def _bad_truncated_header(d):
+    full = d / "full.wav"
+    sf.write(full, tone(16000).T, 16000)
+    p = d / "truncated.wav"
+    p.write_bytes(full.read_bytes()[:30])
+    return p
+
+
+def _bad_header_only(d):
+    full = d / "full.wav"
+    sf.write(full, tone(16000).T, 16000)
+    p = d / "header_only.wav"
+    p.write_bytes(full.read_bytes()[:44])
+    return p
+
+
+def _bad_nan_float(d):
+    x = tone(16000, 2)
+    x[1, 10] = np.nan
+    p = d / "nan.wav"
+    sf.write(p, x.T, 16000, subtype="FLOAT")
+    return p
+
+
+def _bad_inf_float(d):
+    x = tone(16000, 1)
+    x[0, 3] = np.inf
+    p = d / "inf.wav"
+    sf.write(p, x.T, 16000, subtype="FLOAT")
+    return p
+
+
+def _bad_corrupt_mp3(d):
+    p = d / "corrupt.mp3"
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    return p
+
+
+def _bad_corrupt_flac(d):
+    p = d / "corrupt.flac"
+    p.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    return p
+
+
+def _bad_low_rate(d):
+    p = d / "low.wav"
+    sf.write(p, np.zeros(100, np.float32), 1000)
+    return p
+
+
+@pytest.mark.parametrize("make", [
+    _bad_missing, _bad_empty, _bad_directory, _bad_directory_mp3, _bad_text_wav, _bad_truncated_header,
+    _bad_header_only, _bad_nan_float, _bad_inf_float, _bad_corrupt_mp3, _bad_corrupt_flac, _bad_low_rate,
+], ids=lambda f: f.__name__[5:])
+def test_unreadable_inputs_raise_audio_error_naming_the_file(tmp_path, make):
+    path = make(tmp_path)
+    with pytest.raises(AudioError) as info:
+        read_audio(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "\n" not in message
+    assert info.value.path == str(path)
+    assert isinstance(info.value, ValueError)
+
+
+def test_permission_denied_on_read(tmp_path):
+    p = tmp_path / "secret.wav"
+    sf.write(p, tone(16000).T, 16000)
+    p.chmod(0)
+    try:
+        if os.access(p, os.R_OK):
+            pytest.skip("running as root: chmod does not stop reading")
+        with pytest.raises(AudioError, match="secret.wav"):
+            read_audio(p)
+    finally:
+        p.chmod(0o644)
+
+
+# ---------------------------------------------------------------- writing
+@pytest.mark.parametrize("ext,bits", [("wav", "16"), ("wav", "24"), ("wav", "float"), ("flac", "16"),
+                                      ("flac", "24"), ("ogg", "16")])
+def test_write_read_round_trip(tmp_path, ext, bits):
+    x = tone(22050, 2, seconds=0.1)
+    path = write_audio(tmp_path / f"out.{ext}", x, 22050, bits=bits)
+    assert path == tmp_path / f"out.{ext}"
+    a = read_audio(path)
+    assert a.rate == 22050 and a.samples.shape == x.shape
+    tolerance = {"16": 1e-4, "24": 1e-6, "float": 1e-7}[bits] if ext != "ogg" else 0.05
+    assert np.abs(a.samples - x).max() < tolerance
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*"))
+
+
+def test_write_mp3(tmp_path, ffmpeg):
+    x = tone(44100, 2, seconds=0.5)
+    path = write_audio(tmp_path / "out.mp3", x, 44100)
+    a = read_audio(path)
+    assert a.rate == 44100 and a.channels == 2
+    assert abs(a.samples.shape[1] - x.shape[1]) <= 2048
+    assert not list(tmp_path.glob(".*part"))
+
+
+def test_write_mp3_never_changes_the_rate_silently(tmp_path, ffmpeg):
+    x = tone(96000, 1, seconds=0.2)
+    try:
+        path = write_audio(tmp_path / "out.mp3", x, 96000)
+    except AudioError as err:  # refusing is fine
+        assert "out.mp3" in str(err)
+        assert not list(tmp_path.iterdir())
+        return
+    assert read_audio(path).rate == 96000
+
+
+def test_write_creates_folders_and_respects_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_audio(tmp_path / "a" / "b" / "out.wav", tone(8000), 8000)
+    finally:
+        os.umask(old)
+    assert path.exists()
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_write_failure_is_atomic(tmp_path):
+    target = tmp_path / "out.wav"
+    write_audio(target, tone(16000), 16000)
+    before = target.read_bytes()
+    with pytest.raises(AudioError) as info:
+        write_audio(target, tone(16000) * 0.1, 0)  # libsndfile refuses a rate of 0
+    assert str(target) in str(info.value)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]
+
+
+def test_write_interrupted_midway_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out.wav"
+    write_audio(target, tone(16000), 16000)
+    before = target.read_bytes()
+
+    def half_write(file, data, *args, **kwargs):
+        with open(file, "wb") as f:
+            f.write(b"RIFF partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audio.sf, "write", half_write)
+    with pytest.raises(KeyboardInterrupt):
+        write_audio(target, tone(16000) * 0.2, 16000)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]
+
+
+def test_write_os_error_becomes_audio_error(tmp_path, monkeypatch):
+    target = tmp_path / "new.flac"
+
+    def disk_full(file, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(audio.sf, "write", disk_full)
+    with pytest.raises(AudioError, match="No space left"):
+        write_audio(target, tone(16000), 16000)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("samples,problem", [
+    (np.array([[0.0, np.nan, 0.1]], np.float32), "NaN"),
+    (np.array([[0.0, np.inf]], np.float32), "NaN"),
+])
+def test_write_refuses_non_finite(tmp_path, samples, problem):
+    target = tmp_path / "out.wav"
+    with pytest.raises(AudioError, match=problem):
+        write_audio(target, samples, 16000)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("out.xyz", {}, "unknown output format"),
+    ("out.wav", {"bits": "8"}, "bit depth"),
+])
+def test_write_rejects_bad_options(tmp_path, name, kwargs, match):
+    with pytest.raises(AudioError, match=match):
+        write_audio(tmp_path / name, tone(8000), 8000, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_into_unwritable_folder(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as root: chmod 0o500 does not stop writing")
+        target = folder / "out.wav"
+        with pytest.raises(AudioError) as info:
+            write_audio(target, tone(8000), 8000)
+        assert str(target) in str(info.value)
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_write_permission_denied_is_an_audio_error(tmp_path, monkeypatch):
+    """The same path as an unwritable folder, simulated so that it also runs as root."""
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(audio.tempfile, "mkstemp", denied)
+    target = tmp_path / "out.wav"
+    with pytest.raises(AudioError) as info:
+        write_audio(target, tone(8000), 8000)
+    assert str(target) in str(info.value) and "Permission denied" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_below_a_file_is_an_audio_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = blocker / "out.wav"
+    with pytest.raises(AudioError) as info:
+        write_audio(target, tone(8000), 8000)
+    assert str(target) in str(info.value) and "\n" not in str(info.value)
+    assert blocker.read_text() == "x"
+
+
+# ---------------------------------------------------------------- prepare_output
+def test_prepare_output_leaves_safe_signals_alone():
+    x = np.array([[0.5, -1.0, 0.25]], np.float32)
+    for clip in ("rescale", "clamp", "none"):
+        np.testing.assert_array_equal(prepare_output(x, clip), x)
+
+
+def test_prepare_output_rescale_divides_by_peak():
+    x = np.array([[0.5, -2.0, 1.0], [4.0, 0.0, -1.0]], np.float32)
+    out = prepare_output(x, "rescale")
+    np.testing.assert_allclose(out, x / 4.0)
+    assert np.abs(out).max() == pytest.approx(1.0)
+    np.testing.assert_array_equal(prepare_output(x), out)  # the default
+
+
+def test_prepare_output_clamp_clips():
+    x = np.array([[0.5, -2.0, 1.5, -0.3]], np.float32)
+    np.testing.assert_array_equal(prepare_output(x, "clamp"), np.array([[0.5, -1.0, 1.0, -0.3]], np.float32))
+
+
+def test_prepare_output_none_passes_through():
+    x = np.array([[3.0, -2.0]], np.float32)
+    np.testing.assert_array_equal(prepare_output(x, "none"), x)
+
+
+def test_prepare_output_unknown_mode_on_loud_signal():
+    with pytest.raises(ValueError, match="unknown clip mode"):
+        prepare_output(np.array([[2.0]], np.float32), "wrap")
+
+
+def test_prepare_output_unknown_mode_on_quiet_signal():
+    with pytest.raises(ValueError, match="unknown clip mode"):
+        prepare_output(np.array([[0.5]], np.float32), "wrap")
+
+
+def test_write_applies_clip_modes(tmp_path):
+    x = np.array([[0.5, -2.0, 1.0, 0.0]], np.float32)
+    rescaled = read_audio(write_audio(tmp_path / "r.wav", x, 8000)).samples
+    np.testing.assert_allclose(rescaled, x / 2, atol=1e-4)
+    clamped = read_audio(write_audio(tmp_path / "c.wav", x, 8000, clip="clamp")).samples
+    np.testing.assert_allclose(clamped, np.clip(x, -1, 1), atol=1e-4)
+    floats = read_audio(write_audio(tmp_path / "f.wav", x, 8000, bits="float", clip="none")).samples
+    np.testing.assert_array_equal(floats, x)
+
+
+# ---------------------------------------------------------------- resampling
+@pytest.mark.parametrize("rate_in,rate_out", [(44100, 16000), (16000, 44100), (48000, 22050), (8000, 192000)])
+def test_resample_keeps_a_440_hz_tone(rate_in, rate_out):
+    x = tone(rate_in, 2, seconds=1.0)
+    y = resample(x, rate_in, rate_out)
+    assert y.dtype == np.float32
+    assert y.shape[0] == 2
+    assert abs(y.shape[1] - rate_out) <= 1
+    for ch in range(2):
+        spectrum = np.abs(np.fft.rfft(y[ch] * np.hanning(y.shape[1])))
+        freqs = np.fft.rfftfreq(y.shape[1], 1 / rate_out)
+        assert abs(freqs[spectrum.argmax()] - 440) <= 1.5
+    # level is kept (away from the edges)
+    mid = y[:, y.shape[1] // 4: 3 * y.shape[1] // 4]
+    assert np.abs(mid).max() == pytest.approx(0.5, abs=0.02)
+
+
+def test_resample_same_rate_is_identity():
+    x = tone(16000, 1)
+    assert resample(x, 16000, 16000) is x
+
+
+def test_to_mono():
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], np.float32)
+    np.testing.assert_allclose(audio.to_mono(x), [[0.5, 0.5]])

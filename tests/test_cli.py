@@ -1,0 +1,221 @@
+"""The ``vocalsep`` command line, run as a subprocess exactly as a user would."""
+from __future__ import annotations
+
+import re
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import run_cli, tone
+from vocalsep.audio import read_audio
+from vocalsep.models.registry import PRETRAINED_DIR, SHIPPED
+
+
+def _models_table():
+    result = run_cli("models")
+    assert result.returncode == 0, result.stderr
+    rows = {}
+    for line in result.stdout.splitlines()[1:]:
+        fields = line.split()
+        rows[fields[0]] = line
+    return result, rows
+
+
+def test_models_lists_default():
+    from vocalsep.models import load
+
+    result, rows = _models_table()
+    assert "default" in rows
+    assert "(default)" in rows["default"]
+    count = load("default").parameter_count()
+    assert f"{count:,}" in rows["default"]
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_paper_with_its_parameter_count():
+    if not (PRETRAINED_DIR / SHIPPED["paper"]).exists():
+        pytest.skip("paper.pt is not shipped (yet)")
+    _, rows = _models_table()
+    assert "paper" in rows
+    assert "5,378,465" in rows["paper"]
+
+
+def test_help_and_version():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "separate" in result.stdout
+    result = run_cli("--version")
+    assert result.returncode == 0 and re.search(r"vocalsep \d+\.\d+", result.stdout)
+
+
+@pytest.fixture(scope="module")
+def mir1k_wav(mir1k_test_clip, tmp_path_factory):
+    """A 16 kHz mono wav of a MIR-1K test clip's mixture (left + right)."""
+    a = read_audio(mir1k_test_clip)
+    mixture = a.samples[0] + a.samples[1]
+    mixture = mixture / max(1.0, np.abs(mixture).max() / 0.5)  # headroom: no rescaling of stems
+    path = tmp_path_factory.mktemp("cli_in") / "mir1k mixture.wav"
+    sf.write(path, mixture, a.rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stereo_mp3(stempeg_example, ffmpeg, tmp_path_factory):
+    """About 5 s of the stempeg example's mixture as a 44.1 kHz stereo mp3."""
+    path = tmp_path_factory.mktemp("cli_in") / "example.mp3"
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-t", "5", "-i", str(stempeg_example),
+                    "-map", "0:a:0", "-ac", "2", "-ar", "44100", "-af", "volume=0.5", str(path)],
+                   check=True, timeout=120)
+    return path
+
+
+def _check_outputs(out_dir, source, tolerance):
+    original = read_audio(source)
+    stem = source.stem
+    vocals = out_dir / stem / "vocals.wav"
+    accompaniment = out_dir / stem / "accompaniment.wav"
+    assert vocals.is_file() and accompaniment.is_file()
+    v, a = read_audio(vocals), read_audio(accompaniment)
+    assert v.rate == a.rate == original.rate
+    assert v.samples.shape == a.samples.shape == original.samples.shape
+    assert sf.info(str(vocals)).subtype == "PCM_16"
+    assert np.abs(v.samples + a.samples - original.samples).max() < tolerance
+    # neither stem is the mixture itself
+    assert np.abs(v.samples - original.samples).max() > 1e-2
+    assert np.abs(a.samples - original.samples).max() > 1e-2
+    assert not [p for p in out_dir.rglob("*") if p.name.startswith(".") or p.name.endswith(".part")]
+
+
+def test_separate_16k_wav_then_refuse_then_force(tmp_path, mir1k_wav):
+    out = tmp_path / "out"
+    result = run_cli("separate", mir1k_wav, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    _check_outputs(out, mir1k_wav, 1e-3)
+    assert sorted(p.name for p in (out / mir1k_wav.stem).iterdir()) == ["accompaniment.wav", "vocals.wav"]
+    first = (out / mir1k_wav.stem / "vocals.wav").read_bytes()
+
+    again = run_cli("separate", mir1k_wav, "-o", out)
+    assert again.returncode == 1
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1, again.stderr
+    assert "already exists" in lines[0] and "--force" in lines[0]
+    assert "Traceback" not in again.stderr
+    assert (out / mir1k_wav.stem / "vocals.wav").read_bytes() == first
+
+    forced = run_cli("separate", mir1k_wav, "-o", out, "--force")
+    assert forced.returncode == 0, forced.stderr
+    _check_outputs(out, mir1k_wav, 1e-3)
+
+
+def test_separate_44k_stereo_mp3(tmp_path, stereo_mp3):
+    out = tmp_path / "out"
+    result = run_cli("separate", stereo_mp3, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert read_audio(stereo_mp3).channels == 2
+    _check_outputs(out, stereo_mp3, 1e-3)
+
+
+def test_separate_stems_option_and_flac_format(tmp_path, mir1k_wav):
+    out = tmp_path / "out"
+    result = run_cli("separate", mir1k_wav, "-o", out, "--stems", "vocals", "--format", "flac", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    files = sorted(p.name for p in (out / mir1k_wav.stem).iterdir())
+    assert files == ["vocals.flac"]
+    assert read_audio(out / mir1k_wav.stem / "vocals.flac").samples.shape == read_audio(mir1k_wav).samples.shape
+
+
+def _bad_missing(d):
+    return d / "missing.wav"
+
+
+def _bad_empty(d):
+    p = d / "empty.wav"
+    p.write_bytes(b"")
+    return p
+
+
+def _bad_corrupt(d):
+    p = d / "corrupt.mp3"
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    return p
+
+
+def _bad_text(d):
+    p = d / "lyrics.wav"
+    p.write_text("la la la\n" * 50)
+    return p
+
+
+def _bad_directory(d):
+    p = d / "album.mp3"
+    p.mkdir()
+    return p
+
+
+def _bad_nan(d):
+    x = tone(16000, 1, seconds=0.5)
+    x[0, 100] = np.nan
+    p = d / "nan.wav"
+    sf.write(p, x.T, 16000, subtype="FLOAT")
+    return p
+
+
+BAD_INPUTS = [_bad_missing, _bad_empty, _bad_corrupt, _bad_text, _bad_directory, _bad_nan]
+
+
+@pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda f: f.__name__[5:])
+def test_bad_input_one_line_error_and_no_output(tmp_path, make):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    bad = make(inputs)
+    out = tmp_path / "out"
+    result = run_cli("separate", bad, "-o", out)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert bad.name in lines[0]
+    assert lines[0].startswith("vocalsep: error:")
+    assert not (out / bad.stem).exists()
+    assert not out.exists() or not list(out.rglob("*"))
+
+
+def test_batch_with_one_good_and_one_bad_file(tmp_path, mir1k_wav):
+    bad = _bad_text(tmp_path)
+    out = tmp_path / "out"
+    result = run_cli("separate", mir1k_wav, bad, "-o", out, "-q")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and bad.name in lines[0], result.stderr
+    _check_outputs(out, mir1k_wav, 1e-3)
+    assert not (out / bad.stem).exists()
+
+
+def test_no_inputs_is_an_error(tmp_path):
+    result = run_cli("separate", "-o", tmp_path / "out")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_is_one_line_error(tmp_path, mir1k_wav):
+    result = run_cli("separate", mir1k_wav, "-o", tmp_path / "out", "-m", tmp_path / "nope.pt")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope.pt" in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [b"not a model\n", b""], ids=["text", "empty"])
+def test_unusable_model_file_is_one_line_error_naming_it(tmp_path, mir1k_wav, content):
+    model = tmp_path / "broken.pt"
+    model.write_bytes(content)
+    result = run_cli("separate", mir1k_wav, "-o", tmp_path / "out", "-m", model)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "broken.pt" in lines[0]

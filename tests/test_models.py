@@ -31,15 +31,20 @@ def test_paper_mask_shape_and_range():
     assert (mask[0, :, 0] - mask[0, :, 15]).abs().max().item() > 0
 
 
-def test_paper_training_loss_is_bce_of_the_centre_frame():
+def test_paper_training_loss_is_bce_of_each_windows_centre_frame():
+    """An example of 115 frames holds 16 consecutive windows; the loss is the BCE of each
+    window's centre-frame logits (computed window by window here) against the IBM."""
     torch.manual_seed(0)
     model = build("paper").eval()
-    v = torch.rand(2, 1025, 100)
-    a = torch.rand(2, 1025, 100)
+    k = model.target_frames
+    v = torch.rand(2, 1025, model.example_frames)
+    a = torch.rand(2, 1025, model.example_frames)
     loss = model.training_loss(v + a, v, a)
     assert loss.ndim == 0 and torch.isfinite(loss) and loss.item() > 0
-    logits = model(torch.log1p(v + a))
-    target = (v[..., 50] > a[..., 50]).float()
+    feats = torch.log1p(v + a)
+    windows = torch.cat([feats[b:b + 1, :, s:s + 100] for b in range(2) for s in range(k)])
+    logits = model(windows)
+    target = torch.cat([(v[b, :, 50 + s] > a[b, :, 50 + s]).float()[None] for b in range(2) for s in range(k)])
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 

@@ -42,7 +42,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if unknown or not stems:
         _fail(f"--stems: unknown stem(s) {', '.join(sorted(unknown)) or '(none)'} (vocals, accompaniment)")
         return EXIT_ERROR
-    options = SeparatorOptions(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold)
+    options = SeparatorOptions(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
+                               full_band=args.full_band, wiener=args.wiener)
     separator = Separator(args.model, options, device=args.device)
     failures = 0
     started = time.monotonic()
@@ -133,7 +134,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for variant in args.variants.split(","):
             mask, reconstruct = variant.split("+") if "+" in variant else (variant, "istft")
             sep = Separator(name, SeparatorOptions(mask=mask, reconstruct=reconstruct,
-                                                   threshold=args.threshold))
+                                                   threshold=args.threshold,
+                                                   full_band=args.full_band, wiener=args.wiener))
             label = name if args.variants == "soft" else f"{name} ({mask}, {reconstruct})"
             methods[label] = sep.separate
     report = evaluate(tracks, methods, protocol=protocol, baselines=not args.no_baselines)
@@ -173,6 +175,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iterations(value: str) -> int:
+    """``--wiener N``: a whole number >= 0 (a clear message when it swallowed a file name)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of iterations (write --wiener=N, or put --wiener after "
+            "the input files)") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("the number of iterations must be >= 0")
+    return n
+
+
+def _add_post_processing(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``separate`` and ``evaluate``: full band, Wiener filtering."""
+    p.add_argument("--no-full-band", dest="full_band", action="store_false",
+                   help="apply the mask at the model's rate (the vocals stop at its Nyquist, "
+                        "8 kHz for 16 kHz models; all above goes to the accompaniment)")
+    p.add_argument("--wiener", type=_iterations, nargs="?", const=1, default=0, metavar="N",
+                   help="multichannel Wiener filtering with N EM iterations after masking "
+                        "(--wiener alone: 1; default 0 = off)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vocalsep", description="Isolate the singing voice from music.")
     p.add_argument("--version", action="version", version="vocalsep 0.1.0")
@@ -187,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reconstruct", choices=["istft", "griffinlim"], default="istft")
     s.add_argument("--mask", choices=["soft", "binary"], default="soft")
     s.add_argument("--threshold", type=float, default=0.5, help="binary mask threshold (default 0.5)")
+    _add_post_processing(s)
     s.add_argument("--stems", default="vocals,accompaniment")
     s.add_argument("--format", choices=["wav", "flac", "ogg", "mp3"], default="wav")
     s.add_argument("--bits", choices=["16", "24", "float"], default="16")
@@ -228,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variants", default="soft",
                    help="comma list of mask[+reconstruct], e.g. soft,binary,binary+griffinlim")
     e.add_argument("--threshold", type=float, default=0.5)
+    _add_post_processing(e)
     e.add_argument("--limit", type=int, default=None, help="only the first N tracks")
     e.add_argument("--no-baselines", action="store_true")
     e.add_argument("-o", "--out", default="evaluation")

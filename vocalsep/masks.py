@@ -26,3 +26,61 @@ def ideal_ratio_mask(vocals_mag: torch.Tensor, accompaniment_mag: torch.Tensor,
 def binarize(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Hard mask: 1 where ``mask > threshold``."""
     return (mask > threshold).to(mask.dtype)
+
+
+#: the model's top band whose mean mask is carried above its Nyquist, in fractions of that
+#: Nyquist (5 to 7.5 kHz for a 16 kHz model; the resampler's anti-alias roll-off starts near 7.3)
+TOP_BAND = (0.625, 0.9375)
+
+
+def full_band_mask(mask: torch.Tensor, model_rate: int, model_n_fft: int, model_hop: int,
+                   rate: int, n_fft: int, hop: int, frames: int,
+                   band: tuple[float, float] = TOP_BAND, rolloff_db: float = 0.0) -> torch.Tensor:
+    """A model's mask ``(..., model_n_fft//2+1, K)`` (STFT ``model_n_fft``/``model_hop`` at
+    ``model_rate``) mapped onto a finer STFT at ``rate`` (``n_fft``/``hop``, ``frames`` frames):
+    ``(..., n_fft//2+1, frames)``.
+
+    * Time: frame ``j`` (centred at ``j·hop/rate`` s) takes the model's mask at the same time,
+      linearly interpolated between the model's two nearest frames (1:1 when ``hop/rate ==
+      model_hop/model_rate``; a rounded hop drifts by a fraction of a frame per minute otherwise,
+      which this absorbs). Frames past the model's last one repeat it.
+    * Frequency, up to the top of ``band`` (``band[1]`` × the model's Nyquist): linear
+      interpolation over Hz between the model's bins.
+    * Above that, up to ``rate/2``: per frame, the mean of the model's mask over ``band``
+      (5 to 7.5 kHz for a 16 kHz model), i.e. the vocal share of the highest band the model
+      sees reliably is assumed for the air band too (sibilants and breath follow the voiced
+      parts, cymbals the rest), attenuated by ``rolloff_db`` per octave above the band's top
+      (0 = carried flat up to Nyquist).
+    """
+    bins = n_fft // 2 + 1
+    model_bins = mask.shape[-2]
+    model_frames = mask.shape[-1]
+    dtype, device = mask.dtype, mask.device
+    # time: fractional model-frame position of every output frame
+    pos = torch.arange(frames, dtype=torch.float64, device=device) * (hop * model_rate / (rate * model_hop))
+    i0 = pos.floor().long().clamp(0, model_frames - 1)
+    i1 = (i0 + 1).clamp(max=model_frames - 1)
+    w = (pos - i0).clamp(0, 1).to(dtype)
+    in_time = mask[..., i0] * (1 - w) + mask[..., i1] * w  # (..., model_bins, frames)
+    # frequency
+    nyquist = model_rate / 2
+    top = band[1] * nyquist
+    freqs = torch.arange(bins, dtype=torch.float64, device=device) * (rate / n_fft)
+    below = freqs <= top
+    fpos = (freqs[below] * (model_n_fft / model_rate)).clamp(max=model_bins - 1)
+    f0 = fpos.floor().long().clamp(0, model_bins - 1)
+    f1 = (f0 + 1).clamp(max=model_bins - 1)
+    fw = (fpos - f0).to(dtype)[:, None]
+    low = in_time[..., f0, :] * (1 - fw) + in_time[..., f1, :] * fw
+    n_high = bins - int(below.sum())
+    if n_high == 0:
+        return low
+    model_freqs = torch.arange(model_bins, dtype=torch.float64, device=device) * (model_rate / model_n_fft)
+    in_band = (model_freqs >= band[0] * nyquist) & (model_freqs <= top)
+    band_mean = in_time[..., in_band, :].mean(dim=-2, keepdim=True)  # (..., 1, frames)
+    gain = torch.ones(n_high, dtype=torch.float64, device=device)
+    if rolloff_db:
+        octaves = torch.log2(freqs[~below] / top)
+        gain = 10 ** (-rolloff_db * octaves / 20)
+    high = band_mean * gain.to(dtype)[:, None]
+    return torch.cat([low, high], dim=-2)

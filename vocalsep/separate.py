@@ -4,11 +4,25 @@ The signal path, top to bottom (:meth:`Separator.separate`):
 
 1. mix the input down to mono and resample it to the model's rate;
 2. STFT, magnitude → the model's vocal mask (soft, or binary at ``threshold``);
-3. back to audio: ``istft`` applies the mask to the complex STFT of every input channel and
+3. the STFT the mask is applied to, per input channel:
+
+   * **full band** (``full_band=True``, the default, for inputs above the model's rate): the
+     STFT *at the input rate*, with ``n_fft``/``hop`` scaled by ``rate / model_rate`` (same
+     window and hop in seconds, same Hz per bin, see :func:`full_band_stft`); the mask is
+     mapped onto it by :func:`vocalsep.masks.full_band_mask` (interpolated over time and Hz;
+     above the model's Nyquist the mean mask of its 5–7.5 kHz band, per frame). So the vocals
+     keep their content above the model's Nyquist (8 kHz for a 16 kHz model);
+   * otherwise (``full_band=False``, or an input at or below the model's rate): the STFT of
+     each channel resampled to the model's rate; the vocals are band-limited to its Nyquist and
+     everything above lands in the accompaniment;
+
+4. optionally (``wiener=N``) multichannel Wiener filtering, N EM iterations, of the vocal
+   ``|X|·m`` and accompaniment ``|X|·(1−m)`` estimates (:mod:`vocalsep.filtering`);
+5. back to audio: ``istft`` applies the mask (or the Wiener filter) to the complex STFT and
    inverts it (the paper's 2nd experiment); ``griffinlim`` applies it to the magnitude and
    estimates a phase with Griffin-Lim (its 1st);
-4. resample the vocals to the input rate; accompaniment = input − vocals, so the two stems
-   always add up to the input exactly.
+6. resample the vocals to the input rate if they are not at it already; accompaniment =
+   input − vocals, so the two stems always add up to the input exactly.
 """
 from __future__ import annotations
 
@@ -20,7 +34,8 @@ import numpy as np
 import torch
 
 from . import audio as audio_io
-from .masks import binarize
+from .filtering import wiener_from_mask
+from .masks import binarize, full_band_mask
 from .models import SeparationModel, load
 from .spectral import griffin_lim, istft, stft
 
@@ -36,6 +51,10 @@ class SeparatorOptions:
     mask: str = "soft"  # soft | binary
     threshold: float = 0.5  # for binary masks
     griffin_lim_iterations: int = 32
+    #: apply the mask at the input rate (vocals keep what lies above the model's Nyquist)
+    full_band: bool = True
+    #: multichannel Wiener filter EM iterations after masking (0 = off)
+    wiener: int = 0
 
 
 class Separator:
@@ -55,6 +74,8 @@ class Separator:
             raise ValueError(f"reconstruct must be one of {RECONSTRUCTIONS}")
         if self.options.mask not in ("soft", "binary"):
             raise ValueError("mask must be 'soft' or 'binary'")
+        if int(self.options.wiener) != self.options.wiener or self.options.wiener < 0:
+            raise ValueError("wiener must be a whole number of iterations >= 0")
         self.device = device
 
     @property
@@ -79,18 +100,38 @@ class Separator:
         # at least one full STFT window at the model's rate, so even one sample is handled
         min_len = int(np.ceil(cfg.n_fft * rate / cfg.sample_rate)) + 1
         padded = np.pad(samples, ((0, 0), (0, max(0, min_len - n))))
-        at_model_rate = torch.from_numpy(audio_io.resample(padded, rate, cfg.sample_rate)).to(self.device)
-        length = at_model_rate.shape[1]
-        spec = stft(at_model_rate, cfg.n_fft, cfg.hop)  # (channels, bins, frames)
-        mask = self.vocal_mask(stft(at_model_rate.mean(0, keepdim=True), cfg.n_fft, cfg.hop))
-        if self.options.reconstruct == "istft":
-            vocals = istft(mask * spec, length, cfg.n_fft, cfg.hop)
+        if self.options.full_band and rate > cfg.sample_rate:
+            mono = audio_io.resample(padded.mean(axis=0, keepdims=True), rate, cfg.sample_rate)
+            mask = self.vocal_mask(stft(torch.from_numpy(mono).to(self.device), cfg.n_fft, cfg.hop))
+            n_fft, hop = full_band_stft(cfg.n_fft, cfg.hop, cfg.sample_rate, rate)
+            spec = stft(torch.from_numpy(padded).to(self.device), n_fft, hop)
+            mask = full_band_mask(mask, cfg.sample_rate, cfg.n_fft, cfg.hop, rate, n_fft, hop,
+                                  spec.shape[-1])
+            vocals = self._vocals(spec, mask, padded.shape[1], n_fft, hop)
+            vocals = vocals.cpu().numpy().astype(np.float32)[:, :n]
         else:
-            vocals = griffin_lim(mask * spec.abs(), length, cfg.n_fft, cfg.hop,
-                                 self.options.griffin_lim_iterations)
-        vocals = audio_io.resample(vocals.cpu().numpy().astype(np.float32), cfg.sample_rate, rate)
-        vocals = _fit_length(vocals, padded.shape[1])[:, :n]
+            at_model_rate = torch.from_numpy(audio_io.resample(padded, rate, cfg.sample_rate)).to(self.device)
+            length = at_model_rate.shape[1]
+            spec = stft(at_model_rate, cfg.n_fft, cfg.hop)  # (channels, bins, frames)
+            mask = self.vocal_mask(stft(at_model_rate.mean(0, keepdim=True), cfg.n_fft, cfg.hop))
+            vocals = self._vocals(spec, mask, length, cfg.n_fft, cfg.hop)
+            vocals = audio_io.resample(vocals.cpu().numpy().astype(np.float32), cfg.sample_rate, rate)
+            vocals = _fit_length(vocals, padded.shape[1])[:, :n]
         return {"vocals": vocals, "accompaniment": samples - vocals}
+
+    def _vocals(self, spec: torch.Tensor, mask: torch.Tensor, length: int, n_fft: int,
+                hop: int) -> torch.Tensor:
+        """Vocals ``(channels, length)`` from the complex STFT ``spec`` ``(channels, bins,
+        frames)`` and the vocal mask ``(1, bins, frames)``: mask (or Wiener filter), invert."""
+        opts = self.options
+        if opts.wiener:
+            estimate = wiener_from_mask(mask, spec, int(opts.wiener), sources=(0,))[0]
+            if opts.reconstruct == "istft":
+                return istft(estimate, length, n_fft, hop)
+            return griffin_lim(estimate.abs(), length, n_fft, hop, opts.griffin_lim_iterations)
+        if opts.reconstruct == "istft":
+            return istft(mask * spec, length, n_fft, hop)
+        return griffin_lim(mask * spec.abs(), length, n_fft, hop, opts.griffin_lim_iterations)
 
     def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike,
                       stems: tuple[str, ...] = STEMS, ext: str = "wav", bits: str = "16",
@@ -122,6 +163,15 @@ def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike,
     else:
         name = Path(name).stem
     return {s: Path(out_dir) / name / f"{s}.{ext}" for s in stems}
+
+
+def full_band_stft(n_fft: int, hop: int, model_rate: int, rate: int) -> tuple[int, int]:
+    """``(n_fft, hop)`` at ``rate`` matching a model's ``n_fft``/``hop`` at ``model_rate``: both
+    scaled by ``rate / model_rate`` and rounded (``n_fft`` to an even number), so the window and
+    the hop last the same time and a bin spans the same Hz, as closely as whole samples allow
+    (1024/256 at 16 kHz → 2822/706 at 44.1 kHz, 3072/768 at 48 kHz)."""
+    scale = rate / model_rate
+    return max(2, 2 * round(n_fft * scale / 2)), max(1, round(hop * scale))
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:

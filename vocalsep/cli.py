@@ -1,4 +1,4 @@
-"""Command line: ``vocalsep separate | train | evaluate | models | plot``.
+"""Command line: ``vocalsep separate | train | evaluate | models | plot | bench``.
 
 A thin shell over the library: argument parsing, progress bars and one-line errors. Heavy
 imports (torch) happen inside the commands so that ``vocalsep --help`` starts instantly.
@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build(args.arch)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,
-                      patience=args.patience, max_minutes=args.max_minutes, threads=args.threads)
+                      patience=args.patience, lr_patience=args.lr_patience, max_minutes=args.max_minutes, threads=args.threads)
     bar = tqdm(disable=args.quiet, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -198,6 +198,13 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
                         "(--wiener alone: 1; default 0 = off)")
 
 
+# ---------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import quality
+
+    return quality.main(args.options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vocalsep", description="Isolate the singing voice from music.")
     p.add_argument("--version", action="version", version="vocalsep 0.1.0")
@@ -237,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gain-db", type=float, default=6.0)
     t.add_argument("--steps-per-epoch", type=int, default=None)
     t.add_argument("--patience", type=int, default=None)
+    t.add_argument("--lr-patience", type=int, default=None,
+                   help="halve the learning rate after this many epochs without improvement")
     t.add_argument("--max-minutes", type=float, default=None)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
@@ -259,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-baselines", action="store_true")
     e.add_argument("-o", "--out", default="evaluation")
     e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="benchmarks: `vocalsep bench quality --help`")
+    b.add_argument("which", choices=["quality"])
+    b.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
+    b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("models", help="list the shipped models")
     m.set_defaults(func=cmd_models)

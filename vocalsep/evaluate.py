@@ -142,7 +142,7 @@ class EvalReport:
         lines = [title, "", "| method | " + unit + " | " + " | ".join(c for c, _ in cols) + " |",
                  "|---|---:|" + "---:|" * len(cols)]
         for method, s in summary.items():
-            cells = [f"{s[k]:.2f}" for _, k in cols]
+            cells = [f"{s[k]:.2f}" if abs(s[k]) < 100 else "—" for _, k in cols]  # ~inf: no artefacts
             lines.append(f"| {method} | {int(s['tracks'])} | " + " | ".join(cells) + " |")
         skipped = self.skipped()
         if skipped:
@@ -185,7 +185,8 @@ def oracle(track: Track, mask: Literal["ibm", "irm"] = "irm", n_fft: int = 2048,
            hop: int = 512) -> dict[str, np.ndarray]:
     """Oracle separation of ``track`` (each channel on its own): the ideal binary or ratio mask
     of the true stems' STFT magnitudes, applied to the complex mixture STFT and inverted;
-    accompaniment = mixture − vocals. Returns float32 ``(channels, n)`` stems."""
+    accompaniment = mixture − vocals. The ratio mask is the power-spectrum (Wiener-like) one,
+    ``|V|²/(|V|²+|A|²)``, as in the project's reference table. Returns float32 ``(channels, n)``."""
     if mask not in ("ibm", "irm"):
         raise ValueError(f"mask must be 'ibm' or 'irm', not {mask!r}")
     mixture = track.mixture
@@ -194,7 +195,7 @@ def oracle(track: Track, mask: Literal["ibm", "irm"] = "irm", n_fft: int = 2048,
     v = torch.from_numpy(np.pad(track.vocals, pad).astype(np.float32))
     a = torch.from_numpy(np.pad(track.accompaniment, pad).astype(np.float32))
     V, A = stft(v, n_fft, hop).abs(), stft(a, n_fft, hop).abs()
-    m = ideal_binary_mask(V, A) if mask == "ibm" else ideal_ratio_mask(V, A)
+    m = ideal_binary_mask(V, A) if mask == "ibm" else ideal_ratio_mask(V, A, power=2.0)
     vocals = istft(m * stft(v + a, n_fft, hop), v.shape[-1], n_fft, hop).numpy()[:, :n]
     return {"vocals": vocals.astype(np.float32), "accompaniment": (mixture - vocals).astype(np.float32)}
 

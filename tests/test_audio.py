@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from badfiles import BAD_FILES
 from conftest import tone
 from vocalsep import audio
 from vocalsep.audio import AudioError, prepare_output, read_audio, resample, write_audio
@@ -105,90 +106,9 @@ def test_musdb_stem_file_reads(musdb_track):
 
 
 # ---------------------------------------------------------------- errors
-def _bad_missing(d):
-    return d / "missing.wav"
-
-
-def _bad_empty(d):
-    p = d / "empty.wav"
-    p.write_bytes(b"")
-    return p
-
-
-def _bad_directory(d):
-    p = d / "folder.wav"
-    p.mkdir()
-    return p
-
-
-def _bad_directory_mp3(d):
-    p = d / "folder.mp3"
-    p.mkdir()
-    return p
-
-
-def _bad_text_wav(d):
-    p = d / "notes.wav"
-    p.write_text("this is a text file, not audio\n" * 10)
-    return p
-
-
-def _bad_truncated_header(d):
-    full = d / "full.wav"
-    sf.write(full, tone(16000).T, 16000)
-    p = d / "truncated.wav"
-    p.write_bytes(full.read_bytes()[:30])
-    return p
-
-
-def _bad_header_only(d):
-    full = d / "full.wav"
-    sf.write(full, tone(16000).T, 16000)
-    p = d / "header_only.wav"
-    p.write_bytes(full.read_bytes()[:44])
-    return p
-
-
-def _bad_nan_float(d):
-    x = tone(16000, 2)
-    x[1, 10] = np.nan
-    p = d / "nan.wav"
-    sf.write(p, x.T, 16000, subtype="FLOAT")
-    return p
-
-
-def _bad_inf_float(d):
-    x = tone(16000, 1)
-    x[0, 3] = np.inf
-    p = d / "inf.wav"
-    sf.write(p, x.T, 16000, subtype="FLOAT")
-    return p
-
-
-def _bad_corrupt_mp3(d):
-    p = d / "corrupt.mp3"
-    p.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
-    return p
-
-
-def _bad_corrupt_flac(d):
-    p = d / "corrupt.flac"
-    p.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
-    return p
-
-
-def _bad_low_rate(d):
-    p = d / "low.wav"
-    sf.write(p, np.zeros(100, np.float32), 1000)
-    return p
-
-
-@pytest.mark.parametrize("make", [
-    _bad_missing, _bad_empty, _bad_directory, _bad_directory_mp3, _bad_text_wav, _bad_truncated_header,
-    _bad_header_only, _bad_nan_float, _bad_inf_float, _bad_corrupt_mp3, _bad_corrupt_flac, _bad_low_rate,
-], ids=lambda f: f.__name__[5:])
-def test_unreadable_inputs_raise_audio_error_naming_the_file(tmp_path, make):
-    path = make(tmp_path)
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_unreadable_inputs_raise_audio_error_naming_the_file(tmp_path, case):
+    path = BAD_FILES[case](tmp_path)
     with pytest.raises(AudioError) as info:
         read_audio(path)
     message = str(info.value)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import run_cli, tone
+from badfiles import BAD_FILES
+from conftest import run_cli
 from vocalsep.audio import read_audio
 from vocalsep.models.registry import PRETRAINED_DIR, SHIPPED
 
@@ -127,50 +128,15 @@ def test_separate_stems_option_and_flac_format(tmp_path, mir1k_wav):
     assert read_audio(out / mir1k_wav.stem / "vocals.flac").samples.shape == read_audio(mir1k_wav).samples.shape
 
 
-def _bad_missing(d):
-    return d / "missing.wav"
+#: the bad inputs the command line is tried on (names in badfiles.BAD_FILES)
+BAD_INPUTS = ["missing", "empty", "corrupt_mp3", "text_wav", "directory_mp3", "nan_float"]
 
 
-def _bad_empty(d):
-    p = d / "empty.wav"
-    p.write_bytes(b"")
-    return p
-
-
-def _bad_corrupt(d):
-    p = d / "corrupt.mp3"
-    p.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    return p
-
-
-def _bad_text(d):
-    p = d / "lyrics.wav"
-    p.write_text("la la la\n" * 50)
-    return p
-
-
-def _bad_directory(d):
-    p = d / "album.mp3"
-    p.mkdir()
-    return p
-
-
-def _bad_nan(d):
-    x = tone(16000, 1, seconds=0.5)
-    x[0, 100] = np.nan
-    p = d / "nan.wav"
-    sf.write(p, x.T, 16000, subtype="FLOAT")
-    return p
-
-
-BAD_INPUTS = [_bad_missing, _bad_empty, _bad_corrupt, _bad_text, _bad_directory, _bad_nan]
-
-
-@pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda f: f.__name__[5:])
-def test_bad_input_one_line_error_and_no_output(tmp_path, make):
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_one_line_error_and_no_output(tmp_path, case):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    bad = make(inputs)
+    bad = BAD_FILES[case](inputs)
     out = tmp_path / "out"
     result = run_cli("separate", bad, "-o", out)
     assert result.returncode == 1
@@ -184,7 +150,7 @@ def test_bad_input_one_line_error_and_no_output(tmp_path, make):
 
 
 def test_batch_with_one_good_and_one_bad_file(tmp_path, mir1k_wav):
-    bad = _bad_text(tmp_path)
+    bad = BAD_FILES["text_wav"](tmp_path)
     out = tmp_path / "out"
     result = run_cli("separate", mir1k_wav, bad, "-o", out, "-q")
     assert result.returncode == 1

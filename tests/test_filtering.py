@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import check_stems
 from vocalsep import audio as audio_io
 from vocalsep.audio import read_audio
 from vocalsep.filtering import _solve, wiener, wiener_from_mask
@@ -134,14 +135,6 @@ def test_bad_arguments(stereo_clip):
 
 # --- through the Separator ------------------------------------------------------------------
 
-def _check_stems(stems, samples):
-    assert set(stems) == set(STEMS)
-    for s in STEMS:
-        assert stems[s].shape == samples.shape
-        assert np.isfinite(stems[s]).all()
-    assert np.abs(stems["vocals"] + stems["accompaniment"] - samples).max() < 1e-5
-
-
 def test_separator_wiener_zero_is_plain_masking(mir1k_stems):
     vocals, accompaniment, rate = mir1k_stems
     x = (vocals + accompaniment)[None, :rate].copy()
@@ -155,7 +148,7 @@ def test_separator_wiener_mono_real_clip(mir1k_stems):
     x = (vocals + accompaniment)[None, : 2 * rate].copy()
     plain = Separator("default").separate(x, rate)
     filtered = Separator("default", SeparatorOptions(wiener=1)).separate(x, rate)
-    _check_stems(filtered, x)
+    check_stems(filtered, x)
     assert np.abs(filtered["vocals"] - plain["vocals"]).max() > 1e-4
 
 
@@ -164,7 +157,7 @@ def test_separator_wiener_stereo_44k(musdb_track):
     x = np.ascontiguousarray(a.samples[:, : 2 * a.rate])
     for full_band in (True, False):
         stems = Separator("default", SeparatorOptions(wiener=2, full_band=full_band)).separate(x, a.rate)
-        _check_stems(stems, x)
+        check_stems(stems, x)
         assert np.abs(stems["vocals"][0] - stems["vocals"][1]).max() > 1e-4
 
 
@@ -173,7 +166,7 @@ def test_separator_wiener_stereo_44k(musdb_track):
 def test_separator_wiener_tiny_inputs_finite(rate, n):
     samples = np.full((2, n), 0.3, np.float32)
     stems = Separator("default", SeparatorOptions(wiener=2)).separate(samples, rate)
-    _check_stems(stems, samples)
+    check_stems(stems, samples)
 
 
 @pytest.mark.parametrize("rate", [8000, 44100])
@@ -188,5 +181,5 @@ def test_separator_wiener_8k_real(mir1k_stems):
     vocals, accompaniment, rate = mir1k_stems
     x = audio_io.resample((vocals + accompaniment)[None, : 2 * rate], rate, 8000)
     stems = Separator("default", SeparatorOptions(wiener=1)).separate(x, 8000)
-    _check_stems(stems, x)
+    check_stems(stems, x)
     assert np.abs(stems["vocals"]).max() > 1e-4

@@ -41,8 +41,8 @@ def main() -> None:
         f"- input: mono, {cfg.sample_rate} Hz, STFT n_fft {cfg.n_fft}, hop {cfg.hop}",
         f"- configuration: `{json.dumps(cfg.params)}`",
         f"- training data: {meta.get('data', '?')}",
-        f"- training options: `{json.dumps(meta.get('train_config', {}))}`" if meta.get("train_config") else "",
-        f"- epochs run: {len(history)} ({history[-1]['examples'] if history else 0} examples drawn, "
+        f"- training options: `{json.dumps(meta.get('train_config', {}))}`" if meta.get("train_config") else None,
+        f"- epochs run: {len(history)} ({int(history[-1]['frames']) if history else 0:,} target frames trained, "
         f"{total_seconds / 60:.0f} min on 1 CPU thread); kept: epoch {meta.get('epoch')} "
         f"(lowest validation loss {meta.get('valid_loss', float('nan')):.4f}, reached after "
         f"{meta.get('train_seconds', 0) / 60:.0f} min)",

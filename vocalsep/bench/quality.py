@@ -128,7 +128,8 @@ def speed_table(report, labels: list[str]) -> str:
 
 def render(report, specs: list[MethodSpec], notes: list[str], data: Path, clips: int,
            jobs: int, threads: int, wall: float) -> str:
-    parts = [f"# Separation quality on MIR-1K ({clips} clips of {data})", "",
+    shown = os.path.relpath(data, Path.cwd()) if Path(data).is_absolute() else str(data)
+    parts = [f"# Separation quality on MIR-1K ({clips} clips of {shown})", "",
              report.to_markdown().rstrip("\n"), ""]
     if notes:
         parts += ["Not evaluated:", *[f"- {n}" for n in notes], ""]

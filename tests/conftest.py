@@ -1,7 +1,8 @@
 """Shared fixtures: where the real data lives, small synthetic signals, running the CLI.
 
-Real data is read in place from ``<repo>/../shared`` (never copied into the repo); every fixture
-that needs it skips the test when it is missing.
+Real data is read in place from ``<repo>/../shared`` (never copied into the repo), or from
+``$VOCALSEP_SHARED``. Outside CI a fixture that needs missing data skips its test; in CI
+(``CI=true``) missing data fails the test, so real-data tests can never silently vanish.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("VOCALSEP_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MIR1K = SHARED / "data" / "mir1k"
 MUSDB = SHARED / "data" / "musdb18-7"
 
@@ -33,7 +35,7 @@ def _one_thread():
 
 def _need(path: Path, what: str) -> Path:
     if not path.exists():
-        pytest.skip(f"{what} not found at {path}")
+        (pytest.fail if IN_CI else pytest.skip)(f"{what} not found at {path}")
     return path
 
 

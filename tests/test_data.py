@@ -1,0 +1,154 @@
+"""Datasets: MIR-1K clips, folders of stems, MUSDB18 (stems and HQ wav layout), the sampler."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import run_cli
+from vocalsep.data import (RemixSampler, is_musdb_root, load_any, load_mir1k, load_musdb,
+                           load_stem_folder, magnitudes)
+from vocalsep.spectral import stft
+
+
+def test_mir1k_channels_are_accompaniment_left_vocals_right(mir1k_dir):
+    tracks = load_mir1k(mir1k_dir / "valid")
+    files = sorted((mir1k_dir / "valid").glob("*.flac"))
+    assert [t.name for t in tracks] == [f.stem for f in files]
+    raw, rate = sf.read(files[0], dtype="float32")
+    t = tracks[0]
+    assert t.rate == rate == 16000
+    np.testing.assert_array_equal(t.accompaniment[0], raw[:, 0])
+    np.testing.assert_array_equal(t.vocals[0], raw[:, 1])
+    np.testing.assert_allclose(t.mixture[0], raw.sum(axis=1), atol=1e-7)
+
+
+def _stem_folder(root, tracks, rate=16000):
+    for t in tracks:
+        d = root / t.name
+        d.mkdir(parents=True)
+        sf.write(d / "vocals.wav", t.vocals.T, rate, subtype="FLOAT")
+        sf.write(d / "accompaniment.wav", t.accompaniment.T, rate, subtype="FLOAT")
+        sf.write(d / "mixture.wav", t.mixture.T, rate, subtype="FLOAT")
+    return root
+
+
+def test_stem_folder_round_trip(tmp_path, mir1k_dir):
+    tracks = load_mir1k(mir1k_dir / "valid")[:2]
+    root = _stem_folder(tmp_path / "stems", tracks)
+    loaded = load_stem_folder(root)
+    assert [t.name for t in loaded] == [t.name for t in tracks]
+    for a, b in zip(loaded, tracks):
+        np.testing.assert_array_equal(a.vocals, b.vocals)
+        np.testing.assert_array_equal(a.accompaniment, b.accompaniment)
+    assert not is_musdb_root(root)
+    assert [t.name for t in load_any(root)] == [t.name for t in tracks]
+
+
+def test_stem_folder_without_stems_is_an_error(tmp_path):
+    (tmp_path / "song").mkdir()
+    (tmp_path / "song" / "mixture.wav").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="no <track>/vocals"):
+        load_stem_folder(tmp_path)
+
+
+def test_musdb_stems_through_musdb(tmp_path, musdb_root):
+    files = sorted((musdb_root / "train").glob("*.stem.mp4"))[:2]
+    (tmp_path / "train").mkdir()
+    for f in files:
+        (tmp_path / "train" / f.name).symlink_to(f)
+    assert is_musdb_root(tmp_path)
+    tracks = load_musdb(tmp_path, "train")
+    assert len(tracks) == 2
+    for t in tracks:
+        assert t.rate == 44100 and t.vocals.shape[0] == 2 and t.vocals.shape == t.accompaniment.shape
+        assert np.abs(t.vocals).max() > 0.01 and np.abs(t.accompaniment).max() > 0.01
+    assert [t.name for t in load_any(tmp_path)] == [t.name for t in tracks]
+
+
+def test_musdb_hq_wav_layout(tmp_path, mir1k_dir):
+    """The MUSDB18-HQ layout: <root>/train/<track>/{mixture,drums,bass,other,vocals}.wav."""
+    clip = load_mir1k(mir1k_dir / "valid")[0]
+    v = np.repeat(clip.vocals, 2, axis=0)[:, :16000]
+    a = np.repeat(clip.accompaniment, 2, axis=0)[:, :16000]
+    d = tmp_path / "train" / "Some Artist - Song"
+    d.mkdir(parents=True)
+    parts = {"vocals": v, "drums": 0.5 * a, "bass": 0.3 * a, "other": 0.2 * a, "mixture": v + a}
+    for name, x in parts.items():
+        sf.write(d / f"{name}.wav", x.T, 44100, subtype="FLOAT")
+    assert is_musdb_root(tmp_path)
+    tracks = load_any(tmp_path)
+    assert len(tracks) == 1 and tracks[0].rate == 44100
+    # musdb decodes the wav stems at 16-bit precision: a few quantisation steps apart
+    np.testing.assert_allclose(tracks[0].vocals, v, atol=1e-4)
+    np.testing.assert_allclose(tracks[0].accompaniment, a, atol=1e-4)
+
+
+def test_sampler_without_remix_gives_the_tracks_own_mixture(mir1k_dir):
+    tracks = load_mir1k(mir1k_dir / "valid")
+    s = RemixSampler(tracks, 1024, 256, frames=64, remix=False, seed=3)
+    mix, voc, acc = s.batch(4)
+    assert mix.shape == voc.shape == acc.shape == (4, 513, 64)
+    # the mixture's magnitude is |STFT(v + a)|, not |V| + |A|
+    s2 = RemixSampler(tracks, 1024, 256, frames=64, remix=False, seed=3)
+    v, a = s2.example()
+    expected = stft(torch.from_numpy(v + a), 1024, 256).abs()
+    torch.testing.assert_close(mix[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def _locate(x: np.ndarray, signals: list[np.ndarray]) -> tuple[int, int, float]:
+    """(track, offset, gain) such that ``x == gain * signals[track][offset:offset+len(x)]``."""
+    k = int(np.argmax(np.abs(x)))
+    for i, s in enumerate(signals):
+        for off in range(0, len(s) - len(x) + 1):
+            ref = s[off:off + len(x)]
+            if ref[k] == 0:
+                continue
+            g = x[k] / ref[k]
+            if np.allclose(x, g * ref, atol=1e-6):
+                return i, off, float(g)
+    raise AssertionError("not an excerpt of any track")
+
+
+def test_sampler_own_and_remixed_examples(mir1k_dir):
+    tracks = load_mir1k(mir1k_dir / "valid")[:2]
+    for t in tracks:  # keep the exhaustive search below small
+        t.vocals, t.accompaniment = t.vocals[:, :12000], t.accompaniment[:, :12000]
+    own = RemixSampler(tracks, 512, 128, frames=16, remix=False, seed=1)
+    for _ in range(3):
+        v, a = own.example()
+        iv, ov, gv = _locate(v, own.vocals)
+        ia, oa, ga = _locate(a, own.accompaniment)
+        assert (iv, ov) == (ia, oa) and gv == pytest.approx(1) and ga == pytest.approx(1)
+    mixed = RemixSampler(tracks, 512, 128, frames=16, remix=True, gain_db=6, seed=1)
+    aligned = 0
+    for _ in range(6):
+        v, a = mixed.example()
+        iv, ov, gv = _locate(v, mixed.vocals)
+        ia, oa, ga = _locate(a, mixed.accompaniment)
+        assert 10 ** (-6 / 20) - 1e-6 <= gv <= 10 ** (6 / 20) + 1e-6
+        assert 10 ** (-6 / 20) - 1e-6 <= ga <= 10 ** (6 / 20) + 1e-6
+        aligned += (iv, ov) == (ia, oa)
+    assert aligned < 6  # vocals are paired with accompaniment from elsewhere
+
+
+def test_magnitudes_shapes():
+    v = torch.zeros(3, 4000)
+    a = torch.ones(3, 4000) * 0.1
+    mix, mv, ma = magnitudes(v, a, 512, 128)
+    assert mix.shape == mv.shape == ma.shape == (3, 257, 4000 // 128 + 1)
+    torch.testing.assert_close(mix, ma)
+
+
+def test_cli_train_on_a_stem_folder(tmp_path, mir1k_dir):
+    tracks = load_mir1k(mir1k_dir / "valid")
+    train_root = _stem_folder(tmp_path / "train", tracks[:3])
+    valid_root = _stem_folder(tmp_path / "valid", tracks[3:])
+    out = tmp_path / "run"
+    r = run_cli("train", "unet", "--data", str(train_root), "--valid", str(valid_root), "--out", str(out),
+                "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    assert (out / "best.pt").exists() and (out / "history.csv").exists()
+    r = run_cli("train", "unet", "--data", str(train_root), "--out", str(tmp_path / "run2"))
+    assert r.returncode == 1 and "--valid" in r.stderr and "Traceback" not in r.stderr

@@ -31,7 +31,25 @@ VARIANTS = {  # label -> (model, mask, reconstruct)
 }
 
 
-def _evaluate_part(args: list[str]):
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def choose_threshold(valid: Path) -> tuple[float, dict[float, float]]:
+    """The binary-mask threshold with the best vocal GNSDR on the validation clips."""
+    from vocalsep.data import load_mir1k
+    from vocalsep.evaluate import evaluate
+    from vocalsep.models import load
+    from vocalsep.separate import Separator, SeparatorOptions
+
+    model = _memoize_mask(load("paper"))
+    methods = {t: Separator(model, SeparatorOptions(mask="binary", threshold=t)).separate
+               for t in THRESHOLDS}
+    summary = evaluate(load_mir1k(valid), methods, protocol="v3", baselines=False).summary()
+    scores = {t: summary[t]["vocals_GNSDR"] for t in THRESHOLDS}
+    return max(scores, key=scores.get), scores
+
+
+def _evaluate_part(args: tuple[list[str], float]):
     import torch
 
     torch.set_num_threads(1)
@@ -41,11 +59,14 @@ def _evaluate_part(args: list[str]):
 
     from vocalsep.models import load
 
-    files = args
+    files, threshold = args
+    variants = {**VARIANTS, f"paper, binary mask ({threshold}, chosen on valid/), iSTFT":
+                ("paper", "binary", "istft", threshold)}
     tracks = [read_mir1k_clip(f) for f in files]
-    models = {name: _memoize_mask(load(name)) for name in {m for m, _, _ in VARIANTS.values()}}
-    methods = {label: Separator(models[m], SeparatorOptions(mask=mask, reconstruct=rec)).separate
-               for label, (m, mask, rec) in VARIANTS.items()}
+    models = {name: _memoize_mask(load(name)) for name in {v[0] for v in variants.values()}}
+    methods = {label: Separator(models[v[0]], SeparatorOptions(
+        mask=v[1], reconstruct=v[2], threshold=v[3] if len(v) > 3 else 0.5)).separate
+        for label, v in variants.items()}
     return evaluate(tracks, methods, protocol="v3", baselines=True)
 
 
@@ -74,6 +95,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/mir1k/test")
     p.add_argument("--train-data", type=Path, default=ROOT.parent / "shared/data/mir1k/train")
+    p.add_argument("--valid-data", type=Path, default=ROOT.parent / "shared/data/mir1k/valid")
     p.add_argument("--paper-run", type=Path, default=ROOT / "runs/paper")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--limit", type=int, default=None)
@@ -90,7 +112,8 @@ def main() -> None:
     plot_loss(history, ASSETS / "paper_loss.png", title="paper CNN on MIR-1K: BCE loss")
 
     files = sorted(str(f) for f in args.data.glob("*.flac"))[: args.limit]
-    parts = [files[i::args.jobs] for i in range(args.jobs)]
+    threshold, threshold_scores = choose_threshold(args.valid_data)
+    parts = [(files[i::args.jobs], threshold) for i in range(args.jobs)]
     started = time.monotonic()
     with ProcessPoolExecutor(args.jobs) as pool:
         reports = list(pool.map(_evaluate_part, parts))
@@ -119,6 +142,8 @@ def main() -> None:
         paper_sdr=summary["paper, soft mask (sigmoid), iSTFT"]["vocals_SDR_mean"],
         paper_bin_sdr=summary["paper, binary mask (0.5), iSTFT"]["vocals_SDR_mean"],
         mix_sdr=summary["mixture"]["vocals_SDR_mean"],
+        threshold=threshold,
+        threshold_scores=", ".join(f"{t}: {v:.2f} dB" for t, v in threshold_scores.items()),
     )
     (DOCS / "paper-reproduction.md").write_text(text)
     print(report.to_markdown())
@@ -162,9 +187,11 @@ Choices the paper leaves open, and what we chose (faithful defaults first):
   after each pooling block and 0.5 after the dense layer.
 - Raw `log1p` magnitudes as input, no normalisation; unweighted BCE (no class weighting), so the
   network's output is a calibrated vocal probability per bin.
-- Threshold: the binary mask uses 0.5 as the paper's; the sigmoid itself is also reported as a
-  soft mask. With unbalanced classes the probability rarely exceeds 0.5 early in training, which
-  is why the binary mask loses so much to the soft one.
+- Threshold: the binary mask uses 0.5, the natural choice for a sigmoid trained with BCE; the
+  sigmoid itself is also reported as a soft mask. Vocal bins are the minority class and the
+  under-trained network's probabilities rarely exceed 0.5, so the 0.5 mask keeps little of the
+  voice. A threshold chosen on `valid/` (vocal GNSDR of the binary mask on its 4 clips — {threshold_scores})
+  is reported too: {threshold}. The test clips played no part in that choice.
 - Accompaniment = mixture − vocals (so the two stems always add up to the input).
 - Griffin-Lim: 32 iterations from random phase (seed 0), on mask × mixture magnitude.
 
@@ -177,6 +204,14 @@ the paper model's mean vocal SDR is {paper_sdr:.2f} dB with the soft mask and {p
 with the binary mask, against {mix_sdr:.2f} dB for the mixture (NSDR/GNSDR in the table). The data
 differ (16 kHz karaoke clips at 0 dB here, full studio songs there), so only the gap to the
 mixture is comparable. As in the paper, iSTFT with the mixture's phase beats Griffin-Lim.
+
+The issue that asked for this reproduction measured a quick reimplementation (Adam 1e-3, batch
+32 independent random windows) on 12 test clips: soft mask +2.26 dB GNSDR after 0.4 epoch, +2.40
+after 1 epoch; binary at 0.2 about +1.3; binary at 0.5 about −2 to −2.7 dB. Ours stays below
+that on all 180 clips. A difference worth testing first: after its first 2 epochs this run drew
+each step's 32 windows as 2 excerpts of 16 consecutive windows (for the shared computation),
+so a step sees 2 places in the data instead of 32, which makes its gradients more correlated.
+More excerpts of fewer windows (e.g. 8 × 4) keep most of the speed-up.
 """
 
 if __name__ == "__main__":

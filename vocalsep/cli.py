@@ -79,18 +79,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .data import is_musdb_root, load_any
-    from .models import build
     from .train import TrainConfig, train
 
-    if is_musdb_root(args.data):  # MUSDB18: its own train/valid split unless --valid is given
-        train_tracks = load_any(args.data, "train", "train")
-        valid_tracks = load_any(args.valid, "train", "valid") if args.valid else load_any(args.data, "train", "valid")
-    elif args.valid:
-        train_tracks, valid_tracks = load_any(args.data), load_any(args.valid)
-    else:
-        _fail(f"{args.data}: not a MUSDB18 root, so --valid DIR is needed for model selection")
+    train_tracks, valid_tracks = [], []
+    for folder in args.data:  # MUSDB18: its own train/valid split unless --valid is given
+        train_tracks += load_any(folder, "train", "train")
+        if is_musdb_root(folder) and not args.valid:
+            valid_tracks += load_any(folder, "train", "valid")
+    for folder in args.valid or []:
+        valid_tracks += load_any(folder, "train", "valid")
+    if not valid_tracks:
+        _fail(f"{args.data[0]}: not a MUSDB18 root, so --valid DIR is needed for model selection")
         return EXIT_ERROR
-    model = build(args.arch)
+    model = _initial_model(args.arch, args.init)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,
                       patience=args.patience, lr_patience=args.lr_patience, max_minutes=args.max_minutes, threads=args.threads)
@@ -103,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{loss:.4f}")
         bar.refresh()
 
-    meta = {"data": str(args.data), "valid": str(args.valid or args.data), "arch": args.arch,
+    meta = {"data": [str(d) for d in args.data], "valid": [str(d) for d in args.valid or args.data],
+            "arch": args.arch, "init": args.init,
             "train_config": {k: v for k, v in vars(cfg).items() if k != "history"}}
     history = train(model, train_tracks, valid_tracks, args.out, cfg, resume=not args.restart,
                     progress=progress, meta=meta)
@@ -113,6 +115,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{len(history)} epochs; best epoch {best['epoch']} (valid loss {best['valid_loss']:.4f}); "
               f"model: {Path(args.out) / 'best.pt'}")
     return 0
+
+
+def _initial_model(arch: str, init: str | None):
+    """A fresh ``arch`` model; ``init``: ``spleeter`` (Spleeter's 2stems vocal U-Net, for
+    ``stemunet``) or a saved model file of the same architecture to start from."""
+    from .models import ModelError, build, load
+
+    if init is None:
+        return build(arch)
+    if init == "spleeter":
+        if arch != "stemunet":
+            raise ModelError(f"--init spleeter needs the stemunet architecture, not {arch}")
+        from .models.stemunet import StemUNetModel
+
+        return StemUNetModel.from_spleeter()
+    model = load(init)
+    if model.config.arch != arch:
+        raise ModelError(f"{init}: a {model.config.arch} model, not {arch}")
+    return model
 
 
 # ---------------------------------------------------------------- evaluate
@@ -230,10 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_separate)
 
     t = sub.add_parser("train", help="train a model")
-    t.add_argument("arch", choices=["unet", "paper"])
-    t.add_argument("--data", required=True,
-                   help="MIR-1K clip folder, MUSDB18 root, or folder of <track>/{vocals,accompaniment}.wav")
-    t.add_argument("--valid", default=None, help="validation data (default: MUSDB's valid split of --data)")
+    t.add_argument("arch", choices=["unet", "paper", "stemunet"])
+    t.add_argument("--data", required=True, action="append",
+                   help="MIR-1K clip folder, MUSDB18 root (its train split), or folder of "
+                        "<track>/{vocals,accompaniment}.wav; repeat to train on several")
+    t.add_argument("--valid", default=None, action="append",
+                   help="validation data, repeatable (default: MUSDB's valid split of --data)")
+    t.add_argument("--init", default=None,
+                   help="start from 'spleeter' (stemunet: Spleeter's 2stems vocal weights) or a model file")
     t.add_argument("--out", required=True, help="run folder (checkpoints, best.pt, history.csv, loss.png)")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--batch-size", type=int, default=16)

@@ -115,11 +115,16 @@ class RemixSampler:
 
     Each example is ``frames`` STFT frames long. With ``remix`` the vocals and accompaniment
     come from independently chosen tracks and offsets, each scaled by a random gain of
-    ``±gain_db``; without it, examples are the tracks' own mixtures.
+    ``±gain_db``; without it, examples are the tracks' own mixtures. ``groups`` (one label per
+    track, e.g. its original sample rate) restricts remixing to tracks of the same group, so
+    band-limited voices are never laid over full-band accompaniments (which would teach a model
+    that voices have nothing above the narrower band).
     """
 
     def __init__(self, tracks: list[Track], n_fft: int, hop: int, frames: int, remix: bool = True,
-                 gain_db: float = 6.0, seed: int = 0):
+                 gain_db: float = 6.0, seed: int = 0, groups: list | None = None):
+        groups = list(groups) if groups is not None else [0] * len(tracks)
+        self.partners = [np.flatnonzero([g == h for h in groups]) for g in groups]
         self.vocals = [t.vocals[0] for t in tracks]
         self.accompaniment = [t.accompaniment[0] for t in tracks]
         self.n_fft, self.hop, self.frames = n_fft, hop, frames
@@ -143,7 +148,8 @@ class RemixSampler:
             v, off = self._excerpt(self.vocals[i])
             a, _ = self._excerpt(self.accompaniment[i], off)
             return v, a
-        j = int(self.rng.integers(len(self.accompaniment)))
+        partners = self.partners[i]
+        j = int(partners[self.rng.integers(len(partners))])
         v, _ = self._excerpt(self.vocals[i])
         a, _ = self._excerpt(self.accompaniment[j])
         gv, ga = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db, size=2) / 20)

@@ -109,10 +109,12 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     mc = model.config
+    groups = [t.rate for t in train_tracks]  # remix only voices and backings of the same band
     train_tracks = [t.converted(mc.sample_rate) for t in train_tracks]
     valid_tracks = [t.converted(mc.sample_rate) for t in valid_tracks]
     sampler = RemixSampler(train_tracks, mc.n_fft, mc.hop, model.example_frames,
-                           remix=cfg.remix, gain_db=cfg.gain_db if cfg.remix else 0.0, seed=cfg.seed)
+                           remix=cfg.remix, gain_db=cfg.gain_db if cfg.remix else 0.0, seed=cfg.seed,
+                           groups=groups)
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     valid = validation_batches(model, valid_tracks, cfg.valid_stride)

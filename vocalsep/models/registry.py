@@ -15,9 +15,11 @@ import torch
 
 from .base import ModelConfig, SeparationModel
 from .paper import PaperCNN
+from .stemunet import StemUNetModel
 from .unet import UNet
 
-ARCHITECTURES: dict[str, type[SeparationModel]] = {"paper": PaperCNN, "unet": UNet}
+ARCHITECTURES: dict[str, type[SeparationModel]] = {"paper": PaperCNN, "unet": UNet,
+                                                   "stemunet": StemUNetModel}
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_MODEL = "default"
 #: shipped model name → file in ``vocalsep/pretrained``

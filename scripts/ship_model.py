@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vocalsep.models import load
+from vocalsep.models import load, save
 from vocalsep.models.registry import PRETRAINED_DIR, sha256
 
 
@@ -25,10 +25,15 @@ def main() -> None:
     p.add_argument("name")
     p.add_argument("--evaluation", type=Path, default=None, help="folder written by `vocalsep evaluate`")
     p.add_argument("--notes", default="")
+    p.add_argument("--half", action="store_true", help="store the weights as float16")
     args = p.parse_args()
 
     target = PRETRAINED_DIR / f"{args.name}.pt"
-    shutil.copyfile(args.run / "best.pt", target)
+    if args.half:
+        best = load(args.run / "best.pt")
+        save(best, target, meta=best.meta, half=True)
+    else:
+        shutil.copyfile(args.run / "best.pt", target)
     model = load(target)
     meta = model.meta
     history = list(csv.DictReader(open(args.run / "history.csv")))
@@ -39,11 +44,12 @@ def main() -> None:
         "",
         f"- architecture: `{cfg.arch}`, {model.parameter_count():,} parameters",
         f"- input: mono, {cfg.sample_rate} Hz, STFT n_fft {cfg.n_fft}, hop {cfg.hop}",
+        "- weights stored as float16 (computed in float32)" if args.half else None,
         f"- configuration: `{json.dumps(cfg.params)}`",
         f"- training data: {meta.get('data', '?')}",
         f"- training options: `{json.dumps(meta.get('train_config', {}))}`" if meta.get("train_config") else None,
         f"- epochs run: {len(history)} ({int(history[-1]['frames']) if history else 0:,} target frames trained, "
-        f"{total_seconds / 60:.0f} min on 1 CPU thread); kept: epoch {meta.get('epoch')} "
+        f"{total_seconds / 60:.0f} min on {meta.get('train_config', {}).get('threads') or 1} CPU thread(s)); kept: epoch {meta.get('epoch')} "
         f"(lowest validation loss {meta.get('valid_loss', float('nan')):.4f}, reached after "
         f"{meta.get('train_seconds', 0) / 60:.0f} min)",
         f"- file: `vocalsep/pretrained/{args.name}.pt`, sha256 `{sha256(target)}`",

@@ -122,6 +122,17 @@ def stempeg_example() -> Path:
 
 
 @pytest.fixture(scope="session")
+def example_song(stempeg_example):
+    """The stempeg example song (MUSDB18 test track, 44.1 kHz stereo, about 6 s): mixture and
+    true vocals, float32 ``(2, n)``, and the rate."""
+    import stempeg
+
+    stems, rate = stempeg.read_stems(str(stempeg_example), stem_id=[0, 4])
+    mixture, vocals = (np.ascontiguousarray(s.T, dtype=np.float32) for s in stems)
+    return mixture, vocals, int(rate)
+
+
+@pytest.fixture(scope="session")
 def ffmpeg() -> str:
     exe = shutil.which("ffmpeg")
     if exe is None:

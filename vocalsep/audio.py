@@ -3,6 +3,15 @@
 Signals are float32 NumPy arrays shaped ``(channels, samples)``; rates are in Hz.
 wav/flac/ogg/aiff are read with soundfile; anything else (mp3, m4a, aac, mp4 ...) through the
 ``ffmpeg`` binary. Every problem is raised as :class:`AudioError`, whose message names the file.
+
+Files are also streams of blocks (:class:`AudioSource`, :class:`StemWriter`), so that memory
+stays at a few blocks whatever a file's length; :func:`read_audio` and
+:func:`write_audio_files` are the whole-signal forms of the same code. Writing is
+all-or-nothing: the stems go to float32 temporary files beside their targets while the peak is
+tracked; :meth:`StemWriter.finish` then encodes each into its format (with the clip handling:
+rescale by the peak, or clamp) under a second temporary name and only renames them into place
+when all are complete. An error or an interruption removes every temporary file and leaves
+whatever was there before untouched.
 """
 from __future__ import annotations
 
@@ -62,11 +71,6 @@ def _check_readable(path: Path) -> None:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
-def _read_soundfile(path: Path) -> Audio:
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return Audio(np.ascontiguousarray(data.T), int(rate))
-
-
 def _ffprobe(path: Path) -> tuple[int, int]:
     """(rate, channels) of the first audio stream, via ffprobe."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
@@ -78,52 +82,11 @@ def _ffprobe(path: Path) -> tuple[int, int]:
     return int(streams[0]["sample_rate"]), int(streams[0]["channels"])
 
 
-def _read_ffmpeg(path: Path) -> Audio:
-    if shutil.which("ffmpeg") is None:
-        raise AudioError(path, "needs ffmpeg to decode this format, and ffmpeg is not installed")
-    rate, channels = _ffprobe(path)
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
-           "-f", "f32le", "-acodec", "pcm_f32le", "-"]
-    out = subprocess.run(cmd, capture_output=True, timeout=3600)
-    if out.returncode != 0:
-        msg = out.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(path, "could not be decoded" + (f" ({msg[-1][:120]})" if msg else ""))
-    data = np.frombuffer(out.stdout, dtype="<f4")
-    data = data[: len(data) - len(data) % channels].reshape(-1, channels).T
-    return Audio(np.ascontiguousarray(data), rate)
-
-
 def read_audio(path: str | os.PathLike) -> Audio:
     """Decode ``path`` to float32 ``(channels, samples)``; raise :class:`AudioError` if unusable."""
-    path = Path(path)
-    _check_readable(path)
-    ext = path.suffix.lower().lstrip(".")
-    try:
-        if ext in SOUNDFILE_FORMATS or ext not in FFMPEG_FORMATS:
-            try:
-                audio = _read_soundfile(path)
-            except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-                if ext in SOUNDFILE_FORMATS:
-                    raise AudioError(path, f"not a readable audio file ({str(err).splitlines()[0][:120]})")
-                audio = _read_ffmpeg(path)
-        else:
-            audio = _read_ffmpeg(path)
-    except subprocess.TimeoutExpired:
-        raise AudioError(path, "decoding timed out") from None
-    _validate(path, audio)
-    return audio
-
-
-def _validate(path: Path, audio: Audio) -> None:
-    if audio.samples.shape[1] == 0:
-        raise AudioError(path, "contains no audio samples")
-    if not MIN_RATE <= audio.rate <= MAX_RATE:
-        raise AudioError(path, f"unsupported sample rate {audio.rate} Hz "
-                               f"(supported: {MIN_RATE}..{MAX_RATE} Hz)")
-    if audio.channels > MAX_CHANNELS:
-        raise AudioError(path, f"too many channels ({audio.channels}; at most {MAX_CHANNELS})")
-    if not np.isfinite(audio.samples).all():
-        raise AudioError(path, "contains NaN or infinite samples")
+    source = AudioSource(path)
+    blocks = list(source.blocks(1 << 20))
+    return Audio(np.concatenate(blocks, axis=1), source.rate)
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -173,52 +136,13 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, rate: int, bits: s
 def write_audio_files(outputs: dict, rate: int, bits: str = "16", clip: str = "rescale") -> list[Path]:
     """Write several files all-or-nothing: every one goes to a temp file first, and only when
     all are complete are they renamed into place. ``outputs``: path → ``(channels, samples)``."""
-    temps: list[tuple[str, Path]] = []
-    try:
-        for path, samples in outputs.items():
-            path = Path(path)
-            temps.append((_write_temp(path, samples, rate, bits, clip), path))
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in temps:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    return [path for _, path in temps]
-
-
-def _write_temp(path: Path, samples: np.ndarray, rate: int, bits: str, clip: str) -> str:
-    """Encode ``samples`` into a new temp file beside ``path``; return the temp file's name."""
-    ext = path.suffix.lower().lstrip(".")
-    if ext not in SOUNDFILE_FORMATS and ext not in FFMPEG_FORMATS:
-        raise AudioError(path, f"unknown output format '.{ext}'")
-    if bits not in SUBTYPES:
-        raise AudioError(path, f"unsupported bit depth {bits!r} (16, 24 or float)")
-    if not np.isfinite(samples).all():
-        raise AudioError(path, "refusing to write NaN or infinite samples")
-    data = prepare_output(samples, "none" if bits == "float" and clip == "none" else clip)
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-        os.close(fd)
-    except OSError as err:
-        raise AudioError(path, f"cannot write here ({err.strerror or err})") from None
-    try:
-        if ext in SOUNDFILE_FORMATS:
-            subtype = "VORBIS" if ext == "ogg" else SUBTYPES[bits]
-            sf.write(tmp, data.T, rate, format=SOUNDFILE_FORMATS[ext], subtype=subtype)
-        else:
-            _write_ffmpeg(tmp, data, rate, FFMPEG_FORMATS[ext], path)
-        os.chmod(tmp, 0o666 & ~_umask())
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise AudioError(path, f"cannot write ({err.strerror or err})") from None
-        if isinstance(err, (sf.LibsndfileError, RuntimeError)):
-            raise AudioError(path, f"cannot write ({err})") from None
-        raise
-    return tmp
+    outputs = {Path(p): np.asarray(x, dtype=np.float32) for p, x in outputs.items()}
+    writer = StemWriter({p: p for p in outputs}, rate, {p: x.shape[0] for p, x in outputs.items()},
+                        bits, clip)
+    with writer:
+        for start in range(0, max(x.shape[1] for x in outputs.values()), BLOCK):
+            writer.write({p: x[:, start:start + BLOCK] for p, x in outputs.items()})
+        return writer.finish()
 
 
 def _umask() -> int:
@@ -227,13 +151,229 @@ def _umask() -> int:
     return mask
 
 
-def _write_ffmpeg(tmp: str, data: np.ndarray, rate: int, fmt: str, path: Path) -> None:
-    if shutil.which("ffmpeg") is None:
-        raise AudioError(path, "writing this format needs ffmpeg, which is not installed")
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(rate),
-           "-ac", str(data.shape[0]), "-i", "-", "-ar", str(rate), "-f", fmt, tmp]
-    out = subprocess.run(cmd, input=np.ascontiguousarray(data.T, dtype="<f4").tobytes(),
-                         capture_output=True)
-    if out.returncode != 0:
-        raise AudioError(path, "ffmpeg could not encode: "
-                         + out.stderr.decode(errors="replace").strip()[-120:])
+# --- files as streams of blocks ----------------------------------------------------------
+
+BLOCK = 1 << 16  # samples per channel per block
+
+
+class AudioSource:
+    """An audio file opened for reading in blocks: ``rate``, ``channels``, :meth:`blocks`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        _check_readable(self.path)
+        ext = self.path.suffix.lower().lstrip(".")
+        self._soundfile = None
+        if ext in SOUNDFILE_FORMATS or ext not in FFMPEG_FORMATS:
+            try:
+                info = sf.info(str(self.path))
+                self.rate, self.channels = int(info.samplerate), int(info.channels)
+                self._soundfile = True
+            except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+                if ext in SOUNDFILE_FORMATS:
+                    raise AudioError(self.path, "not a readable audio file "
+                                                f"({str(err).splitlines()[0][:120]})") from None
+        if not self._soundfile:
+            if shutil.which("ffmpeg") is None:
+                raise AudioError(self.path, "needs ffmpeg to decode this format, and ffmpeg is not installed")
+            self.rate, self.channels = _ffprobe(self.path)
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            raise AudioError(self.path, f"unsupported sample rate {self.rate} Hz "
+                                        f"(supported: {MIN_RATE}..{MAX_RATE} Hz)")
+        if self.channels > MAX_CHANNELS:
+            raise AudioError(self.path, f"too many channels ({self.channels}; at most {MAX_CHANNELS})")
+        self.samples = 0  # decoded so far
+
+    def blocks(self, size: int = BLOCK) -> Iterator[np.ndarray]:
+        """float32 ``(channels, m)`` blocks, ``m <= size``; raises :class:`AudioError` on a
+        decoding problem, NaN/infinite samples, or a file without samples."""
+        source = self._soundfile_blocks(size) if self._soundfile else self._ffmpeg_blocks(size)
+        for block in source:
+            if not np.isfinite(block).all():
+                raise AudioError(self.path, "contains NaN or infinite samples")
+            self.samples += block.shape[1]
+            yield block
+        if self.samples == 0:
+            raise AudioError(self.path, "contains no audio samples")
+
+    def _soundfile_blocks(self, size: int) -> Iterator[np.ndarray]:
+        try:
+            with sf.SoundFile(str(self.path)) as f:
+                while True:
+                    data = f.read(size, dtype="float32", always_2d=True)
+                    if not len(data):
+                        return
+                    yield np.ascontiguousarray(data.T)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(self.path, f"could not be decoded ({str(err).splitlines()[0][:120]})") from None
+
+    def _ffmpeg_blocks(self, size: int) -> Iterator[np.ndarray]:
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:a:0",
+               "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            width = 4 * self.channels
+            rest = b""
+            while True:
+                chunk = proc.stdout.read(size * width)
+                if not chunk:
+                    break
+                chunk = rest + chunk
+                whole = len(chunk) - len(chunk) % width
+                rest = chunk[whole:]
+                if whole:
+                    yield np.frombuffer(chunk[:whole], dtype="<f4").reshape(-1, self.channels).T.copy()
+            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            if proc.wait() != 0:
+                raise AudioError(self.path, "could not be decoded" + (f" ({err[-1][:120]})" if err else ""))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+class StemWriter:
+    """Write several stems of one song block by block, all-or-nothing (see the module doc).
+
+    >>> with StemWriter({"vocals": Path("out/vocals.wav"), ...}, 44100, 2) as w:
+    ...     w.write({"vocals": v_block, "accompaniment": a_block})     # repeatedly
+    ...     w.finish()                                               # encode, then rename
+    """
+
+    def __init__(self, targets: dict, rate: int, channels: int | dict, bits: str = "16",
+                 clip: str = "rescale"):
+        if bits not in SUBTYPES:
+            raise AudioError(next(iter(targets.values())), f"unsupported bit depth {bits!r} (16, 24 or float)")
+        if clip not in ("rescale", "clamp", "none"):
+            raise ValueError(f"unknown clip mode {clip!r} (rescale, clamp or none)")
+        self.targets = {k: Path(p) for k, p in targets.items()}
+        for path in self.targets.values():
+            ext = path.suffix.lower().lstrip(".")
+            if ext not in SOUNDFILE_FORMATS and ext not in FFMPEG_FORMATS:
+                raise AudioError(path, f"unknown output format '.{ext}'")
+        self.rate, self.bits, self.clip = rate, bits, clip
+        self.channels = channels if isinstance(channels, dict) else {k: channels for k in self.targets}
+        self.peaks = {k: 0.0 for k in self.targets}
+        self.temps: list[str] = []
+        self.created: list[Path] = []  # folders made for the targets (removed again on abort)
+        self.finished = False
+        self.files: dict[str, sf.SoundFile] = {}
+        self.raw: dict[str, str] = {}
+        for stem, path in self.targets.items():
+            try:
+                tmp = self._temp(path, ".raw.part")
+                self.raw[stem] = tmp
+                self.files[stem] = sf.SoundFile(tmp, "w", rate, self.channels[stem], subtype="FLOAT",
+                                                format="WAV")
+            except BaseException as err:
+                self.abort()
+                if isinstance(err, (sf.LibsndfileError, RuntimeError, ValueError)):
+                    raise AudioError(path, f"cannot write ({str(err).splitlines()[0][:120]})") from None
+                raise
+
+    def _temp(self, path: Path, suffix: str) -> str:
+        try:
+            missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.created += [d for d in missing if d not in self.created]  # deepest first
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+            os.close(fd)
+        except OSError as err:
+            raise AudioError(path, f"cannot write here ({err.strerror or err})") from None
+        self.temps.append(tmp)
+        return tmp
+
+    def write(self, blocks: dict[str, np.ndarray]) -> None:
+        """Append one ``(channels, m)`` block to each stem."""
+        for stem, block in blocks.items():
+            if not np.isfinite(block).all():
+                raise AudioError(self.targets[stem], "refusing to write NaN or infinite samples")
+            self.peaks[stem] = max(self.peaks[stem], float(np.abs(block).max(initial=0.0)))
+            try:
+                self.files[stem].write(np.ascontiguousarray(block.T))
+            except (OSError, sf.LibsndfileError, RuntimeError) as err:
+                raise AudioError(self.targets[stem], f"cannot write ({err})") from None
+
+    def finish(self) -> list[Path]:
+        """Encode every stem into its format, then rename them all into place."""
+        for f in self.files.values():
+            f.close()
+        ready = []
+        for stem, path in self.targets.items():
+            ready.append((self._encode(stem, path), path))
+        for tmp, path in ready:
+            os.replace(tmp, path)
+            self.temps.remove(tmp)
+        self.finished = True
+        self.abort()  # the raw temporaries
+        return [path for _, path in ready]
+
+    def _encode(self, stem: str, path: Path) -> str:
+        peak = self.peaks[stem]
+        clip = "none" if self.bits == "float" and self.clip == "none" else self.clip
+        scale = 1.0 / peak if clip == "rescale" and peak > 1.0 else 1.0
+        ext = path.suffix.lower().lstrip(".")
+        tmp = self._temp(path, ".part")
+        try:
+            with sf.SoundFile(self.raw[stem]) as src:
+                if ext in SOUNDFILE_FORMATS:
+                    subtype = "VORBIS" if ext == "ogg" else SUBTYPES[self.bits]
+                    with sf.SoundFile(tmp, "w", self.rate, self.channels[stem], subtype=subtype,
+                                      format=SOUNDFILE_FORMATS[ext]) as dst:
+                        for block in src.blocks(BLOCK, dtype="float32", always_2d=True):
+                            dst.write(_clipped(block * scale, clip))
+                else:
+                    self._encode_ffmpeg(src, tmp, FFMPEG_FORMATS[ext], path, scale, clip,
+                                        self.channels[stem])
+            os.chmod(tmp, 0o666 & ~_umask())
+        except OSError as err:
+            raise AudioError(path, f"cannot write ({err.strerror or err})") from None
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(path, f"cannot write ({err})") from None
+        return tmp
+
+    def _encode_ffmpeg(self, src: sf.SoundFile, tmp: str, fmt: str, path: Path, scale: float,
+                       clip: str, channels: int) -> None:
+        if shutil.which("ffmpeg") is None:
+            raise AudioError(path, "writing this format needs ffmpeg, which is not installed")
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(self.rate),
+               "-ac", str(channels), "-i", "-", "-ar", str(self.rate), "-f", fmt, tmp]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            for block in src.blocks(BLOCK, dtype="float32", always_2d=True):
+                proc.stdin.write(np.ascontiguousarray(_clipped(block * scale, clip), dtype="<f4").tobytes())
+            proc.stdin.close()
+            err = proc.stderr.read().decode(errors="replace").strip()
+            if proc.wait() != 0:
+                raise AudioError(path, "ffmpeg could not encode: " + err[-120:])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def abort(self) -> None:
+        """Remove every temporary file (the targets are untouched)."""
+        for f in self.files.values():
+            if not f.closed:
+                f.close()
+        for tmp in self.temps:
+            Path(tmp).unlink(missing_ok=True)
+        self.temps = []
+        if not self.finished:
+            for folder in self.created:  # deepest first; only if still empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+    def __enter__(self) -> "StemWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.abort()
+
+
+def _clipped(block: np.ndarray, clip: str) -> np.ndarray:
+    return np.clip(block, -1.0, 1.0) if clip in ("clamp", "rescale") else block

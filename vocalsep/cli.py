@@ -91,10 +91,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not valid_tracks:
         _fail(f"{args.data[0]}: not a MUSDB18 root, so --valid DIR is needed for model selection")
         return EXIT_ERROR
-    model = _initial_model(args.arch, args.init)
+    model = _initial_model(args.arch, args.init, args.stereo)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,
-                      patience=args.patience, lr_patience=args.lr_patience, max_minutes=args.max_minutes, threads=args.threads)
+                      patience=args.patience, lr_patience=args.lr_patience,
+                      max_minutes=args.max_minutes, threads=args.threads,
+                      balance_groups=args.balance_groups)
     bar = tqdm(disable=args.quiet, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -117,23 +119,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _initial_model(arch: str, init: str | None):
+def _initial_model(arch: str, init: str | None, stereo: bool = False):
     """A fresh ``arch`` model; ``init``: ``spleeter`` (Spleeter's 2stems vocal U-Net, for
-    ``stemunet``) or a saved model file of the same architecture to start from."""
+    ``stemunet``) or a saved model file of the same architecture to start from. ``stereo``
+    (stemunet): train and separate with a mask per channel."""
     from .models import ModelError, build, load
 
+    if stereo and arch != "stemunet":
+        raise ModelError(f"--stereo needs the stemunet architecture, not {arch}")
     if init is None:
-        return build(arch)
-    if init == "spleeter":
+        model = build(arch)
+    elif init == "spleeter":
         if arch != "stemunet":
             raise ModelError(f"--init spleeter needs the stemunet architecture, not {arch}")
         from .models.stemunet import StemUNetModel
 
-        return StemUNetModel.from_spleeter()
-    model = load(init)
-    if model.config.arch != arch:
-        raise ModelError(f"{init}: a {model.config.arch} model, not {arch}")
-    return model
+        model = StemUNetModel.from_spleeter()
+    else:
+        model = load(init)
+        if model.config.arch != arch:
+            raise ModelError(f"{init}: a {model.config.arch} model, not {arch}")
+    if stereo:
+        model.config.params["stereo"] = model.stereo = True
+    return model.train()
 
 
 # ---------------------------------------------------------------- evaluate
@@ -178,11 +186,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models.registry import DEFAULT_MODEL
 
     rows = available()
-    print(f"{'name':<10} {'arch':<6} {'parameters':>12} {'rate':>8} {'n_fft/hop':>10}  file")
+    print(f"{'name':<8} {'arch':<8} {'parameters':>12} {'rate':>8} {'n_fft/hop':>10} {'mask':<12} file")
     for m in rows:
         mark = " (default)" if m.name == DEFAULT_MODEL else ""
-        print(f"{m.name:<10} {m.arch:<6} {m.parameters:>12,} {m.sample_rate:>7}Hz {m.n_fft:>5}/{m.hop:<4}  "
-              f"{m.path.name}{mark}")
+        mask = "per channel" if m.stereo else "mono"
+        print(f"{m.name:<8} {m.arch:<8} {m.parameters:>12,} {m.sample_rate:>6}Hz {m.n_fft:>5}/{m.hop:<4} "
+              f"{mask:<12} {m.path.name}{mark}")
     return 0
 
 
@@ -221,9 +230,9 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import quality
+    from .bench import quality, speed
 
-    return quality.main(args.options)
+    return {"quality": quality.main, "speed": speed.main}[args.which](args.options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation data, repeatable (default: MUSDB's valid split of --data)")
     t.add_argument("--init", default=None,
                    help="start from 'spleeter' (stemunet: Spleeter's 2stems vocal weights) or a model file")
+    t.add_argument("--stereo", action="store_true",
+                   help="stemunet: stereo examples, a mask per channel (mono data on both channels)")
+    t.add_argument("--balance-groups", action="store_true",
+                   help="draw data of each sample rate equally often (e.g. MIR-1K and MUSDB18)")
     t.add_argument("--out", required=True, help="run folder (checkpoints, best.pt, history.csv, loss.png)")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--batch-size", type=int, default=16)
@@ -295,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmarks: `vocalsep bench quality --help`")
-    b.add_argument("which", choices=["quality"])
+    b.add_argument("which", choices=["quality", "speed"])
     b.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
     b.set_defaults(func=cmd_bench)
 

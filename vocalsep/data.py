@@ -76,16 +76,19 @@ def load_stem_folder(folder: str | os.PathLike) -> list[Track]:
 
 
 def load_musdb(root: str | os.PathLike, subset: str = "train", split: str | None = None,
-               is_wav: bool = False) -> list[Track]:
-    """MUSDB18 through the ``musdb`` package (``.stem.mp4``, or the HQ wav layout with ``is_wav``)."""
+               is_wav: bool = False, names: list[str] | None = None) -> list[Track]:
+    """MUSDB18 through the ``musdb`` package (``.stem.mp4``, or the HQ wav layout with ``is_wav``);
+    ``names``: only these tracks (only they are decoded)."""
     import musdb
 
     db = musdb.DB(root=str(root), subsets=subset, split=split, is_wav=is_wav)
-    if not db.tracks:
+    chosen = [t for t in db.tracks if names is None or t.name in names]
+    if not chosen:
         raise FileNotFoundError(f"{root}: no MUSDB18 tracks in subset {subset!r}"
-                                + (f", split {split!r}" if split else ""))
+                                + (f", split {split!r}" if split else "")
+                                + (f" named {names}" if names is not None else ""))
     tracks = []
-    for t in db.tracks:
+    for t in chosen:
         vocals = t.targets["vocals"].audio.T.astype(np.float32)
         acc = t.targets["accompaniment"].audio.T.astype(np.float32)
         tracks.append(Track(t.name, vocals, acc, int(t.rate)))
@@ -110,40 +113,73 @@ def load_any(folder: str | os.PathLike, musdb_subset: str = "train", musdb_split
     return load_mir1k(p)
 
 
+def fit_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """``(c, n)`` samples for examples of ``channels`` channels: 1-D (the mono mixdown) for
+    ``channels`` = 1, else ``(channels, n)`` (a mono track repeated on every channel)."""
+    if channels == 1:
+        return x.mean(axis=0) if x.shape[0] > 1 else x[0]
+    if x.shape[0] == 1:
+        return np.repeat(x, channels, axis=0)
+    if x.shape[0] != channels:
+        raise ValueError(f"a {x.shape[0]}-channel track for {channels}-channel examples")
+    return x
+
+
 class RemixSampler:
-    """Draws batches of magnitude spectrogram examples from mono tracks at the model's rate.
+    """Draws batches of magnitude spectrogram examples from tracks at the model's rate.
 
     Each example is ``frames`` STFT frames long. With ``remix`` the vocals and accompaniment
     come from independently chosen tracks and offsets, each scaled by a random gain of
     ``±gain_db``; without it, examples are the tracks' own mixtures. ``groups`` (one label per
     track, e.g. its original sample rate) restricts remixing to tracks of the same group, so
     band-limited voices are never laid over full-band accompaniments (which would teach a model
-    that voices have nothing above the narrower band).
+    that voices have nothing above the narrower band); ``balance_groups`` draws each group
+    equally often, whatever its number of tracks.
+
+    ``channels`` = 1 gives mono examples (tracks mixed down); 2 gives stereo ones (mono tracks
+    on both channels), with the channels of each stem swapped at random when ``swap_channels``.
     """
 
     def __init__(self, tracks: list[Track], n_fft: int, hop: int, frames: int, remix: bool = True,
-                 gain_db: float = 6.0, seed: int = 0, groups: list | None = None):
+                 gain_db: float = 6.0, seed: int = 0, groups: list | None = None,
+                 channels: int = 1, swap_channels: bool = False, balance_groups: bool = False):
         groups = list(groups) if groups is not None else [0] * len(tracks)
         self.partners = [np.flatnonzero([g == h for h in groups]) for g in groups]
-        self.vocals = [t.vocals[0] for t in tracks]
-        self.accompaniment = [t.accompaniment[0] for t in tracks]
+        self.groups = [np.flatnonzero([g == h for h in groups]) for g in dict.fromkeys(groups)]
+        self.balance_groups = balance_groups
+        self.channels, self.swap_channels = channels, swap_channels
+        #: per track: 1-D signals for mono examples, ``(channels, n)`` otherwise
+        self.vocals = [fit_channels(t.vocals, channels) for t in tracks]
+        self.accompaniment = [fit_channels(t.accompaniment, channels) for t in tracks]
         self.n_fft, self.hop, self.frames = n_fft, hop, frames
         self.length = (frames - 1) * hop
         self.remix, self.gain_db = remix, gain_db
         self.rng = np.random.default_rng(seed)
 
     def _excerpt(self, signal: np.ndarray, offset: int | None = None) -> tuple[np.ndarray, int]:
-        n = len(signal)
+        n = signal.shape[-1]
         if offset is None:
             offset = int(self.rng.integers(0, max(1, n - self.length)))
-        out = signal[offset:offset + self.length]
-        if len(out) < self.length:
-            out = np.pad(out, (0, self.length - len(out)))
+        out = signal[..., offset:offset + self.length]
+        if out.shape[-1] < self.length:
+            out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, self.length - out.shape[-1])])
         return out, offset
 
+    def _swap(self, x: np.ndarray) -> np.ndarray:
+        if self.swap_channels and x.ndim == 2 and self.rng.random() < 0.5:
+            return x[::-1]
+        return x
+
+    def _first_track(self) -> int:
+        if self.balance_groups:
+            group = self.groups[int(self.rng.integers(len(self.groups)))]
+            return int(group[self.rng.integers(len(group))])
+        return int(self.rng.integers(len(self.vocals)))
+
     def example(self) -> tuple[np.ndarray, np.ndarray]:
-        """One (vocals, accompaniment) pair of ``(frames - 1) * hop`` samples."""
-        i = int(self.rng.integers(len(self.vocals)))
+        """One (vocals, accompaniment) pair of ``(frames - 1) * hop`` samples (``(channels,
+        samples)`` for stereo examples)."""
+        i = self._first_track()
         if not self.remix:
             v, off = self._excerpt(self.vocals[i])
             a, _ = self._excerpt(self.accompaniment[i], off)
@@ -153,10 +189,11 @@ class RemixSampler:
         v, _ = self._excerpt(self.vocals[i])
         a, _ = self._excerpt(self.accompaniment[j])
         gv, ga = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db, size=2) / 20)
-        return v * gv, a * ga
+        return self._swap(v) * gv, self._swap(a) * ga
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Magnitudes ``(mixture, vocals, accompaniment)``, each ``(size, bins, frames)``."""
+        """Magnitudes ``(mixture, vocals, accompaniment)``, each ``(size, bins, frames)``, or
+        ``(size, channels, bins, frames)`` for stereo examples."""
         pairs = [self.example() for _ in range(size)]
         v = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
         a = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))

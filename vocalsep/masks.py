@@ -35,7 +35,9 @@ TOP_BAND = (0.625, 0.9375)
 
 def full_band_mask(mask: torch.Tensor, model_rate: int, model_n_fft: int, model_hop: int,
                    rate: int, n_fft: int, hop: int, frames: int,
-                   band: tuple[float, float] = TOP_BAND, rolloff_db: float = 0.0) -> torch.Tensor:
+                   band: tuple[float, float] = TOP_BAND, rolloff_db: float = 0.0,
+                   first_frame: int = 0, first_model_frame: int = 0,
+                   model_frames: int | None = None) -> torch.Tensor:
     """A model's mask ``(..., model_n_fft//2+1, K)`` (STFT ``model_n_fft``/``model_hop`` at
     ``model_rate``) mapped onto a finer STFT at ``rate`` (``n_fft``/``hop``, ``frames`` frames):
     ``(..., n_fft//2+1, frames)``.
@@ -51,16 +53,23 @@ def full_band_mask(mask: torch.Tensor, model_rate: int, model_n_fft: int, model_
       sees reliably is assumed for the air band too (sibilants and breath follow the voiced
       parts, cymbals the rest), attenuated by ``rolloff_db`` per octave above the band's top
       (0 = carried flat up to Nyquist).
+
+    For a piece of a stream: ``mask`` holds the model's frames from ``first_model_frame`` on,
+    the output starts at frame ``first_frame``, and the song has ``model_frames`` model frames in
+    all (default: the end of ``mask``); the piece must hold every model frame its output needs.
     """
     bins = n_fft // 2 + 1
     model_bins = mask.shape[-2]
-    model_frames = mask.shape[-1]
+    if model_frames is None:
+        model_frames = first_model_frame + mask.shape[-1]
     dtype, device = mask.dtype, mask.device
     # time: fractional model-frame position of every output frame
-    pos = torch.arange(frames, dtype=torch.float64, device=device) * (hop * model_rate / (rate * model_hop))
+    index = torch.arange(first_frame, first_frame + frames, dtype=torch.float64, device=device)
+    pos = index * (hop * model_rate / (rate * model_hop))
     i0 = pos.floor().long().clamp(0, model_frames - 1)
     i1 = (i0 + 1).clamp(max=model_frames - 1)
     w = (pos - i0).clamp(0, 1).to(dtype)
+    i0, i1 = i0 - first_model_frame, i1 - first_model_frame
     in_time = mask[..., i0] * (1 - w) + mask[..., i1] * w  # (..., model_bins, frames)
     # frequency
     nyquist = model_rate / 2

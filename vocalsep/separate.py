@@ -2,7 +2,8 @@
 
 The signal path, top to bottom (:meth:`Separator.separate`):
 
-1. mix the input down to mono and resample it to the model's rate;
+1. mix the input down to mono and resample it to the model's rate (a stereo input stays
+   stereo for a model that takes stereo, ``model.stereo``: one mask per channel);
 2. STFT, magnitude → the model's vocal mask (soft, or binary at ``threshold``);
 3. the STFT the mask is applied to, per input channel:
 
@@ -83,9 +84,17 @@ class Separator:
         """The model's sample rate in Hz."""
         return self.model.config.sample_rate
 
+    def model_input(self, samples: np.ndarray) -> np.ndarray:
+        """What the model hears of ``(channels, n)`` samples: both channels of a stereo input
+        for a stereo model, else the mono downmix ``(1, n)``."""
+        if getattr(self.model, "stereo", False) and samples.shape[0] == 2:
+            return samples
+        return samples.mean(axis=0, keepdims=True)
+
     @torch.no_grad()
     def vocal_mask(self, spec: torch.Tensor) -> torch.Tensor:
-        """Mask for a complex mono spectrogram ``(1, bins, frames)`` → ``(1, bins, frames)``."""
+        """Mask for a complex spectrogram ``(c, bins, frames)`` (c = 1, or 2 for a stereo model)
+        → ``(c, bins, frames)``."""
         mask = self.model.mask(spec.abs())
         if self.options.mask == "binary":
             mask = binarize(mask, self.options.threshold)
@@ -101,8 +110,8 @@ class Separator:
         min_len = int(np.ceil(cfg.n_fft * rate / cfg.sample_rate)) + 1
         padded = np.pad(samples, ((0, 0), (0, max(0, min_len - n))))
         if self.options.full_band and rate > cfg.sample_rate:
-            mono = audio_io.resample(padded.mean(axis=0, keepdims=True), rate, cfg.sample_rate)
-            mask = self.vocal_mask(stft(torch.from_numpy(mono).to(self.device), cfg.n_fft, cfg.hop))
+            heard = audio_io.resample(self.model_input(padded), rate, cfg.sample_rate)
+            mask = self.vocal_mask(stft(torch.from_numpy(heard).to(self.device), cfg.n_fft, cfg.hop))
             n_fft, hop = full_band_stft(cfg.n_fft, cfg.hop, cfg.sample_rate, rate)
             spec = stft(torch.from_numpy(padded).to(self.device), n_fft, hop)
             mask = full_band_mask(mask, cfg.sample_rate, cfg.n_fft, cfg.hop, rate, n_fft, hop,
@@ -113,7 +122,10 @@ class Separator:
             at_model_rate = torch.from_numpy(audio_io.resample(padded, rate, cfg.sample_rate)).to(self.device)
             length = at_model_rate.shape[1]
             spec = stft(at_model_rate, cfg.n_fft, cfg.hop)  # (channels, bins, frames)
-            mask = self.vocal_mask(stft(at_model_rate.mean(0, keepdim=True), cfg.n_fft, cfg.hop))
+            if getattr(self.model, "stereo", False) and at_model_rate.shape[0] == 2:
+                mask = self.vocal_mask(spec)
+            else:
+                mask = self.vocal_mask(stft(at_model_rate.mean(0, keepdim=True), cfg.n_fft, cfg.hop))
             vocals = self._vocals(spec, mask, length, cfg.n_fft, cfg.hop)
             vocals = audio_io.resample(vocals.cpu().numpy().astype(np.float32), cfg.sample_rate, rate)
             vocals = _fit_length(vocals, padded.shape[1])[:, :n]
@@ -122,7 +134,7 @@ class Separator:
     def _vocals(self, spec: torch.Tensor, mask: torch.Tensor, length: int, n_fft: int,
                 hop: int) -> torch.Tensor:
         """Vocals ``(channels, length)`` from the complex STFT ``spec`` ``(channels, bins,
-        frames)`` and the vocal mask ``(1, bins, frames)``: mask (or Wiener filter), invert."""
+        frames)`` and the vocal mask ``(1 or channels, bins, frames)``: mask (or Wiener filter), invert."""
         opts = self.options
         if opts.wiener:
             estimate = wiener_from_mask(mask, spec, int(opts.wiener), sources=(0,))[0]
@@ -138,18 +150,39 @@ class Separator:
                       force: bool = False) -> dict[str, Path]:
         """Separate one file into ``out_dir/<input stem>/<stem>.<ext>``; return the written paths.
 
-        Refuses to overwrite existing outputs unless ``force``. Each file is written atomically.
+        Refuses to overwrite existing outputs unless ``force``. The song is decoded, separated
+        and written block by block (:mod:`vocalsep.streaming`), so memory does not grow with its
+        length; Griffin-Lim and the Wiener filter need the whole song at once. The stems appear
+        all together, only when complete (:class:`vocalsep.audio.StemWriter`).
         """
+        from .streaming import SeparationStream
+
         path = Path(path)
         targets = output_paths(path, out_dir, stems, ext)
         existing = [p for p in targets.values() if p.exists()]
         if existing and not force:
             raise FileExistsError(f"{existing[0]}: already exists (use --force to overwrite)")
-        audio = audio_io.read_audio(path)
-        result = self.separate(audio.samples, audio.rate)
-        audio_io.write_audio_files({target: result[stem] for stem, target in targets.items()},
-                                   audio.rate, bits=bits)
+        if not self.streamable:
+            audio = audio_io.read_audio(path)
+            result = self.separate(audio.samples, audio.rate)
+            audio_io.write_audio_files({target: result[stem] for stem, target in targets.items()},
+                                       audio.rate, bits=bits)
+            return targets
+        source = audio_io.AudioSource(path)
+        job = SeparationStream(self, source.rate, source.channels)
+        with audio_io.StemWriter(targets, source.rate, source.channels, bits) as writer:
+            for block in source.blocks():
+                for vocals, acc in job.feed(block):
+                    writer.write(_pick(stems, vocals, acc))
+            for vocals, acc in job.finish():
+                writer.write(_pick(stems, vocals, acc))
+            writer.finish()
         return targets
+
+    @property
+    def streamable(self) -> bool:
+        """True if songs can be separated block by block with these options."""
+        return self.options.reconstruct == "istft" and not self.options.wiener
 
 
 def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike,
@@ -172,6 +205,11 @@ def full_band_stft(n_fft: int, hop: int, model_rate: int, rate: int) -> tuple[in
     (1024/256 at 16 kHz → 2822/706 at 44.1 kHz, 3072/768 at 48 kHz)."""
     scale = rate / model_rate
     return max(2, 2 * round(n_fft * scale / 2)), max(1, round(hop * scale))
+
+
+def _pick(stems: tuple[str, ...], vocals: np.ndarray, accompaniment: np.ndarray) -> dict:
+    both = {"vocals": vocals, "accompaniment": accompaniment}
+    return {s: both[s] for s in stems}
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:

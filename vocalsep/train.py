@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data import RemixSampler, Track, magnitudes
+from .data import RemixSampler, Track, fit_channels, magnitudes
 from .models import SeparationModel, save
 
 
@@ -40,6 +40,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     threads: int | None = None
     valid_stride: int | None = None  # frames between validation examples
+    balance_groups: bool = False  # draw each source rate (e.g. 16 kHz MIR-1K, 44.1 kHz MUSDB) equally
     history: list[dict] = field(default_factory=list)
 
 
@@ -56,14 +57,17 @@ def validation_batches(model: SeparationModel, tracks: list[Track], stride: int 
     frames = model.example_frames
     stride = stride or frames
     length = (frames - 1) * cfg.hop
+    channels = 2 if model.stereo else 1
     v_list, a_list = [], []
     for t in tracks:
         n = t.vocals.shape[1]
+        vocals, acc = (fit_channels(x, channels) for x in (t.vocals, t.accompaniment))
         for start in range(0, max(1, n - length + 1), stride * cfg.hop):
-            v = t.vocals[0, start:start + length]
-            a = t.accompaniment[0, start:start + length]
-            v_list.append(np.pad(v, (0, length - len(v))))
-            a_list.append(np.pad(a, (0, length - len(a))))
+            v = vocals[..., start:start + length]
+            a = acc[..., start:start + length]
+            pad = [(0, 0)] * (v.ndim - 1) + [(0, length - v.shape[-1])]
+            v_list.append(np.pad(v, pad))
+            a_list.append(np.pad(a, pad))
     batches = []
     for i in range(0, len(v_list), batch_size):
         v = torch.from_numpy(np.stack(v_list[i:i + batch_size]).astype(np.float32))
@@ -97,7 +101,8 @@ def write_history(history: list[dict], folder: Path) -> None:
 def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[Track],
           out_dir: str | os.PathLike, config: TrainConfig | None = None, resume: bool = True,
           progress: Callable[[int, int, float], None] | None = None, meta: dict | None = None) -> list[dict]:
-    """Train ``model`` on mono tracks at its sample rate; return the loss history.
+    """Train ``model`` on tracks at its sample rate (mono, or stereo for a stereo model); return
+    the loss history.
 
     ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar with it).
     """
@@ -110,11 +115,12 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     random.seed(cfg.seed)
     mc = model.config
     groups = [t.rate for t in train_tracks]  # remix only voices and backings of the same band
-    train_tracks = [t.converted(mc.sample_rate) for t in train_tracks]
-    valid_tracks = [t.converted(mc.sample_rate) for t in valid_tracks]
+    train_tracks = [t.converted(mc.sample_rate, mono=not model.stereo) for t in train_tracks]
+    valid_tracks = [t.converted(mc.sample_rate, mono=not model.stereo) for t in valid_tracks]
     sampler = RemixSampler(train_tracks, mc.n_fft, mc.hop, model.example_frames,
                            remix=cfg.remix, gain_db=cfg.gain_db if cfg.remix else 0.0, seed=cfg.seed,
-                           groups=groups)
+                           groups=groups, channels=2 if model.stereo else 1,
+                           swap_channels=model.stereo, balance_groups=cfg.balance_groups)
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     valid = validation_batches(model, valid_tracks, cfg.valid_stride)

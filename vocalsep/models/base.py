@@ -38,6 +38,15 @@ class SeparationModel(nn.Module):
     example_frames: int = 100
     #: target frames one example trains (1 for the paper's centre-frame CNN)
     target_frames: int = 100
+    #: True if :meth:`mask` of a ``(2, bins, frames)`` input treats it as the two channels of
+    #: one stereo song and returns a mask per channel (the separator then gives it stereo)
+    stereo: bool = False
+    #: streaming separation computes masks ``stream_block`` frames at a time, each block with
+    #: ``stream_context`` frames of context on both sides; exact (equal to the whole song's
+    #: mask) when no frame's mask depends on frames farther away, and for segment models when
+    #: blocks are their segments
+    stream_block: int = 256
+    stream_context: int = 128
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -36,6 +36,7 @@ class PaperCNN(SeparationModel):
     """The paper's binary-mask CNN: ``(batch, 1025, 100)`` window → ``(batch, 1025)`` logits."""
 
     example_frames = WINDOW + WINDOWS_PER_EXAMPLE - 1
+    stream_context = WINDOW // 2  # a frame's mask sees frames j-50 .. j+49: streaming is exact
     target_frames = WINDOWS_PER_EXAMPLE
 
     def __init__(self, config: ModelConfig | None = None):

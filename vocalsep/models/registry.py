@@ -23,7 +23,7 @@ ARCHITECTURES: dict[str, type[SeparationModel]] = {"paper": PaperCNN, "unet": UN
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_MODEL = "default"
 #: shipped model name → file in ``vocalsep/pretrained``
-SHIPPED = {"default": "default.pt", "paper": "paper.pt"}
+SHIPPED = {"default": "default.pt", "small": "small.pt", "paper": "paper.pt"}
 
 
 class ModelError(ValueError):
@@ -44,12 +44,16 @@ def build(arch: str, params: dict[str, Any] | None = None, **config: Any) -> Sep
     return model
 
 
-def save(model: SeparationModel, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` with its config to ``path`` atomically."""
+def save(model: SeparationModel, path: str | os.PathLike, meta: dict[str, Any] | None = None,
+         half: bool = False) -> Path:
+    """Write ``model`` with its config to ``path`` atomically; ``half`` stores float weights as
+    float16 (half the file; :func:`load` turns them back into float32)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save({"config": model.config.to_dict(), "state": state, "meta": meta or {}}, tmp)
     os.replace(tmp, path)
     return path
@@ -103,6 +107,7 @@ class ModelInfo:
     n_fft: int
     hop: int
     path: Path
+    stereo: bool = False  # a mask per channel of a stereo song
 
 
 def available() -> list[ModelInfo]:
@@ -115,5 +120,5 @@ def available() -> list[ModelInfo]:
             continue
         c = model.config
         infos.append(ModelInfo(name, c.arch, model.parameter_count(), c.sample_rate, c.n_fft,
-                               c.hop, resolve(name)))
+                               c.hop, resolve(name), model.stereo))
     return infos

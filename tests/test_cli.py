@@ -88,7 +88,7 @@ def _check_outputs(out_dir, source, tolerance):
     assert not [p for p in out_dir.rglob("*") if p.name.startswith(".") or p.name.endswith(".part")]
 
 
-def test_separate_16k_wav_then_refuse_then_force(tmp_path, mir1k_wav):
+def test_separate_16k_wav_then_skip_then_force(tmp_path, mir1k_wav):
     out = tmp_path / "out"
     result = run_cli("separate", mir1k_wav, "-o", out)
     assert result.returncode == 0, result.stderr
@@ -97,11 +97,11 @@ def test_separate_16k_wav_then_refuse_then_force(tmp_path, mir1k_wav):
     assert sorted(p.name for p in (out / mir1k_wav.stem).iterdir()) == ["accompaniment.wav", "vocals.wav"]
     first = (out / mir1k_wav.stem / "vocals.wav").read_bytes()
 
-    again = run_cli("separate", mir1k_wav, "-o", out)
-    assert again.returncode == 1
+    again = run_cli("separate", mir1k_wav, "-o", out)  # done already: skipped, not redone
+    assert again.returncode == 0
     lines = again.stderr.strip().splitlines()
     assert len(lines) == 1, again.stderr
-    assert "already exists" in lines[0] and "--force" in lines[0]
+    assert "skipped" in lines[0] and "--force" in lines[0] and str(mir1k_wav) in lines[0]
     assert "Traceback" not in again.stderr
     assert (out / mir1k_wav.stem / "vocals.wav").read_bytes() == first
 

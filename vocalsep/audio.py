@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from glob import escape as glob_escape
 import shutil
 import subprocess
 import tempfile
@@ -71,15 +72,19 @@ def _check_readable(path: Path) -> None:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
-def _ffprobe(path: Path) -> tuple[int, int]:
-    """(rate, channels) of the first audio stream, via ffprobe."""
+def _ffprobe(path: Path) -> tuple[int, int, float | None]:
+    """(rate, channels, duration in s or None) of the first audio stream, via ffprobe."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels", "-of", "json", "--", str(path)]
+           "stream=sample_rate,channels,duration", "-of", "json", "--", str(path)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     streams = json.loads(out.stdout or "{}").get("streams", []) if out.returncode == 0 else []
     if not streams:
         raise AudioError(path, "not a readable audio file (no audio stream found)")
-    return int(streams[0]["sample_rate"]), int(streams[0]["channels"])
+    try:
+        duration = float(streams[0].get("duration"))
+    except (TypeError, ValueError):
+        duration = None
+    return int(streams[0]["sample_rate"]), int(streams[0]["channels"]), duration
 
 
 def read_audio(path: str | os.PathLike) -> Audio:
@@ -157,7 +162,8 @@ BLOCK = 1 << 16  # samples per channel per block
 
 
 class AudioSource:
-    """An audio file opened for reading in blocks: ``rate``, ``channels``, :meth:`blocks`."""
+    """An audio file opened for reading in blocks: ``rate``, ``channels``, ``length`` (samples
+    per channel, None if the container does not say), :meth:`blocks`."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -168,6 +174,7 @@ class AudioSource:
             try:
                 info = sf.info(str(self.path))
                 self.rate, self.channels = int(info.samplerate), int(info.channels)
+                self.length = int(info.frames)
                 self._soundfile = True
             except (sf.LibsndfileError, RuntimeError, ValueError) as err:
                 if ext in SOUNDFILE_FORMATS:
@@ -176,7 +183,8 @@ class AudioSource:
         if not self._soundfile:
             if shutil.which("ffmpeg") is None:
                 raise AudioError(self.path, "needs ffmpeg to decode this format, and ffmpeg is not installed")
-            self.rate, self.channels = _ffprobe(self.path)
+            self.rate, self.channels, seconds = _ffprobe(self.path)
+            self.length = int(seconds * self.rate) if seconds else None
         if not MIN_RATE <= self.rate <= MAX_RATE:
             raise AudioError(self.path, f"unsupported sample rate {self.rate} Hz "
                                         f"(supported: {MIN_RATE}..{MAX_RATE} Hz)")
@@ -259,6 +267,10 @@ class StemWriter:
         self.temps: list[str] = []
         self.created: list[Path] = []  # folders made for the targets (removed again on abort)
         self.finished = False
+        for path in self.targets.values():  # leftovers of a run that was killed (kill -9)
+            if path.parent.is_dir():
+                for stale in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
+                    stale.unlink(missing_ok=True)
         self.files: dict[str, sf.SoundFile] = {}
         self.raw: dict[str, str] = {}
         for stem, path in self.targets.items():

@@ -31,46 +31,66 @@ def _example_path() -> str:
 def cmd_separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .separate import Separator, SeparatorOptions, output_paths
+    from .batch import Job, expand_inputs, run_batch
+    from .models import load
 
-    inputs = list(args.inputs) + ([_example_path()] if args.example else [])
+    inputs = expand_inputs(list(args.inputs)) + ([_example_path()] if args.example else [])
     if not inputs:
-        _fail("no input files (give one or more files, or --example)")
+        _fail("no input files (give files, folders or globs, or --example)")
         return EXIT_ERROR
     stems = tuple(s.strip() for s in args.stems.split(",") if s.strip())
     unknown = set(stems) - {"vocals", "accompaniment"}
     if unknown or not stems:
         _fail(f"--stems: unknown stem(s) {', '.join(sorted(unknown)) or '(none)'} (vocals, accompaniment)")
         return EXIT_ERROR
-    options = SeparatorOptions(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
-                               full_band=args.full_band, wiener=args.wiener)
-    separator = Separator(args.model, options, device=args.device)
-    failures = 0
-    started = time.monotonic()
-    seconds_of_audio = 0.0
-    for path in tqdm(inputs, desc="files", unit="file", disable=len(inputs) < 2 or args.quiet):
-        try:
-            written = separator.separate_file(path, args.out, stems, args.format, args.bits, args.force)
-        except FileExistsError as err:
-            if args.skip_existing:
-                continue
-            _fail(str(err))
-            failures += 1
-            continue
-        except (ValueError, OSError) as err:  # AudioError is a ValueError
-            _fail(str(err) if str(path) in str(err) else f"{path}: {err}")
-            failures += 1
-            continue
-        import soundfile as sf
+    if args.jobs < 1:
+        _fail("-j/--jobs must be at least 1")
+        return EXIT_ERROR
+    load(args.model)  # a bad model name or file fails here, once, with one line
+    job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
+              force=args.force, device=args.device,
+              options=dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
+                           full_band=args.full_band, wiener=args.wiener))
+    show = not args.quiet and sys.stderr.isatty()
+    overall = tqdm(total=len(inputs), desc="files", unit="file", disable=not show or len(inputs) < 2,
+                   position=0)
+    bars: dict[int, tqdm] = {}
 
-        first = next(iter(written.values()))
-        seconds_of_audio += sf.info(str(first)).duration if first.suffix in (".wav", ".flac") else 0.0
-        if not args.quiet:
-            print(f"{path} -> {first.parent}/ ({', '.join(p.name for p in written.values())})")
+    def on_progress(index: int, fraction: float) -> None:
+        if not show:
+            return
+        if index not in bars:
+            bars[index] = tqdm(total=100, desc=Path(inputs[index]).name[:30], unit="%",
+                               position=len(bars) % max(1, args.jobs) + 1, leave=False)
+        bars[index].n = round(100 * fraction)
+        bars[index].refresh()
+
+    started = time.monotonic()
+    done = skipped = failures = 0
+    seconds_of_audio = 0.0
+    for result in run_batch(inputs, job, args.jobs, on_progress):
+        if result.index in bars:
+            bars.pop(result.index).close()
+        overall.update(1)
+        if result.error:
+            overall.clear()
+            _fail(result.error)
+            failures += 1
+        elif result.skipped:
+            print(f"{result.path}: skipped (its outputs exist; --force to overwrite)", file=sys.stderr)
+            skipped += 1
+        else:
+            done += 1
+            seconds_of_audio += result.seconds
+            if not args.quiet:
+                folder = Path(result.written[0]).parent
+                overall.write(f"{result.path} -> {folder}/ ({', '.join(Path(w).name for w in result.written)})")
+    overall.close()
     wall = time.monotonic() - started
     if not args.quiet and len(inputs) > 1:
-        print(f"{len(inputs) - failures}/{len(inputs)} files, {seconds_of_audio / 60:.1f} min of audio "
-              f"in {wall:.1f} s")
+        speed = f", {seconds_of_audio / wall:.1f}x real time" if wall > 0 and seconds_of_audio else ""
+        print(f"{len(inputs)} files: {done} separated, {skipped} skipped, {failures} failed; "
+              f"{seconds_of_audio / 3600:.2f} h of audio in {wall:.1f} s{speed}")
     return EXIT_ERROR if failures else 0
 
 
@@ -241,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("separate", help="separate songs into vocals and accompaniment")
-    s.add_argument("inputs", nargs="*", help="audio files (wav, flac, ogg, mp3, m4a, stem.mp4 ...)")
+    s.add_argument("inputs", nargs="*",
+                   help="audio files (wav, flac, ogg, mp3, m4a, stem.mp4 ...), folders or globs; "
+                        "songs whose outputs exist are skipped (--force to redo them)")
     s.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
     s.add_argument("--example", action="store_true",
                    help="also separate the MUSDB18 song shipped inside the stempeg package")
@@ -254,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["wav", "flac", "ogg", "mp3"], default="wav")
     s.add_argument("--bits", choices=["16", "24", "float"], default="16")
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    s.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs exist")
+    s.add_argument("--skip-existing", action="store_true", help=argparse.SUPPRESS)  # the default now
+    s.add_argument("-j", "--jobs", type=int, default=1, help="files separated in parallel (processes)")
     s.add_argument("--device", default="cpu")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_separate)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -147,13 +148,15 @@ class Separator:
 
     def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike,
                       stems: tuple[str, ...] = STEMS, ext: str = "wav", bits: str = "16",
-                      force: bool = False) -> dict[str, Path]:
+                      force: bool = False,
+                      progress: Callable[[float], None] | None = None) -> dict[str, Path]:
         """Separate one file into ``out_dir/<input stem>/<stem>.<ext>``; return the written paths.
 
         Refuses to overwrite existing outputs unless ``force``. The song is decoded, separated
         and written block by block (:mod:`vocalsep.streaming`), so memory does not grow with its
         length; Griffin-Lim and the Wiener filter need the whole song at once. The stems appear
         all together, only when complete (:class:`vocalsep.audio.StemWriter`).
+        ``progress(fraction)`` is called as the song's decoding advances (0 to 1).
         """
         from .streaming import SeparationStream
 
@@ -174,6 +177,8 @@ class Separator:
             for block in source.blocks():
                 for vocals, acc in job.feed(block):
                     writer.write(_pick(stems, vocals, acc))
+                if progress and source.length:
+                    progress(min(1.0, source.samples / source.length))
             for vocals, acc in job.finish():
                 writer.write(_pick(stems, vocals, acc))
             writer.finish()

@@ -118,9 +118,11 @@ def test_speed_bench_runs_each_method_end_to_end(stempeg_example, tmp_path, caps
              for line in capsys.readouterr().out.splitlines() if line.startswith("| 0.1 min"))}
     assert set(rows) == {"vocalsep -m small", "Spleeter 2stems"}
     for label in rows:
-        wall, factor, rss, _ = rows[label]
+        wall, factor, rss, *stages, rest, ratio = rows[label]
         assert float(wall) > 0 and float(factor) > 0 and 50 < float(rss) < 8000
-    assert rows["Spleeter 2stems"][3] == "1.00"
+        assert len(stages) == 6 and float(stages[3]) > 0  # the model took time
+        assert sum(map(float, stages)) + float(rest) == pytest.approx(float(wall), abs=0.2)
+    assert rows["Spleeter 2stems"][-1] == "1.00"
     assert (tmp_path / "summary.md").exists()
 
 

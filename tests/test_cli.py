@@ -185,3 +185,16 @@ def test_unusable_model_file_is_one_line_error_naming_it(tmp_path, mir1k_wav, co
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "broken.pt" in lines[0]
+
+
+def test_device_without_cuda_is_one_line_error(tmp_path, mir1k_wav):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = run_cli("separate", mir1k_wav, "-o", tmp_path / "out", "--device", "cuda")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "cuda" in r.stderr and "cpu" in r.stderr
+    assert not (tmp_path / "out").exists()
+    r = run_cli("separate", mir1k_wav, "-o", tmp_path / "out", "--device", "tpu")
+    assert r.returncode == 1 and "unknown device" in r.stderr

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .timing import stage
+
 MIN_RATE = 4_000
 MAX_RATE = 384_000
 MAX_CHANNELS = 32
@@ -196,7 +198,11 @@ class AudioSource:
         """float32 ``(channels, m)`` blocks, ``m <= size``; raises :class:`AudioError` on a
         decoding problem, NaN/infinite samples, or a file without samples."""
         source = self._soundfile_blocks(size) if self._soundfile else self._ffmpeg_blocks(size)
-        for block in source:
+        while True:
+            with stage("decode"):
+                block = next(source, None)
+            if block is None:
+                break
             if not np.isfinite(block).all():
                 raise AudioError(self.path, "contains NaN or infinite samples")
             self.samples += block.shape[1]
@@ -299,6 +305,10 @@ class StemWriter:
 
     def write(self, blocks: dict[str, np.ndarray]) -> None:
         """Append one ``(channels, m)`` block to each stem."""
+        with stage("encode"):
+            self._write(blocks)
+
+    def _write(self, blocks: dict[str, np.ndarray]) -> None:
         for stem, block in blocks.items():
             if not np.isfinite(block).all():
                 raise AudioError(self.targets[stem], "refusing to write NaN or infinite samples")
@@ -310,6 +320,10 @@ class StemWriter:
 
     def finish(self) -> list[Path]:
         """Encode every stem into its format, then rename them all into place."""
+        with stage("encode"):
+            return self._finish()
+
+    def _finish(self) -> list[Path]:
         for f in self.files.values():
             f.close()
         ready = []

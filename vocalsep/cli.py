@@ -46,7 +46,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         _fail("-j/--jobs must be at least 1")
         return EXIT_ERROR
-    load(args.model)  # a bad model name or file fails here, once, with one line
+    if args.jobs > 1:
+        load(args.model)  # a bad model fails here with one line, not in every worker
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
               force=args.force, device=args.device,
               options=dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
     s.add_argument("--skip-existing", action="store_true", help=argparse.SUPPRESS)  # the default now
     s.add_argument("-j", "--jobs", type=int, default=1, help="files separated in parallel (processes)")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_separate)
 

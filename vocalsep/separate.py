@@ -69,6 +69,7 @@ class Separator:
 
     def __init__(self, model: str | os.PathLike | SeparationModel | None = None,
                  options: SeparatorOptions | None = None, device: str = "cpu"):
+        check_device(device)
         self.model = model if isinstance(model, SeparationModel) else load(model, device)
         self.model.eval()
         self.options = options or SeparatorOptions()
@@ -188,6 +189,16 @@ class Separator:
     def streamable(self) -> bool:
         """True if songs can be separated block by block with these options."""
         return self.options.reconstruct == "istft" and not self.options.wiener
+
+
+def check_device(device: str) -> None:
+    """Raise ``ValueError`` (one line) unless ``device`` ('cpu', 'cuda', 'cuda:N') can be used."""
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise ValueError(f"--device {device}: unknown device (cpu or cuda)")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device here (torch {torch.__version__}); use cpu")
 
 
 def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike,

@@ -23,6 +23,7 @@ import torch
 from .masks import full_band_mask
 from .separate import Separator, full_band_stft
 from .stream import StreamingISTFT, StreamingSTFT
+from .timing import stage
 
 Pieces = list[tuple[np.ndarray, np.ndarray]]
 
@@ -38,7 +39,8 @@ class _Resampler:
     def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         if self.stream is None:
             return block
-        out = self.stream.resample_chunk(np.ascontiguousarray(block.T), last=last)
+        with stage("resample"):
+            out = self.stream.resample_chunk(np.ascontiguousarray(block.T), last=last)
         return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, self.channels).T)
 
 
@@ -139,15 +141,18 @@ class SeparationStream:
         heard = block if (self.stereo or not self.full_band) else block.mean(axis=0, keepdims=True)
         at_model = self.to_model(heard, last=last)
         self.model_samples += at_model.shape[1]
-        frames = self.model_stft.feed(torch.from_numpy(at_model))
-        if last:
-            frames = torch.cat([frames, self.model_stft.finish()], dim=-1)
+        with stage("stft"):
+            frames = self.model_stft.feed(torch.from_numpy(at_model))
+            if last:
+                frames = torch.cat([frames, self.model_stft.finish()], dim=-1)
         self.frames = torch.cat([self.frames, frames], dim=-1)
         if self.full_band:
             return self._full_band(block, last)
-        vocals = self.istft.feed(self._masked_blocks(last))
-        if last:
-            vocals = torch.cat([vocals, self.istft.finish(self.model_samples)], dim=1)
+        masked = self._masked_blocks(last)
+        with stage("istft"):
+            vocals = self.istft.feed(masked)
+            if last:
+                vocals = torch.cat([vocals, self.istft.finish(self.model_samples)], dim=1)
         out = self.from_model(vocals.numpy(), last=last)
         if last:  # the whole-song path fits the resampled vocals to the input's length
             total = max(self.received, self.min_len)
@@ -167,7 +172,8 @@ class SeparationStream:
             spec = self.frames[..., lo - self.frame0: hi - self.frame0]
             if not self.stereo and spec.shape[0] > 1:
                 spec = spec.mean(dim=0, keepdim=True)  # = the STFT of the mono mixdown
-            mask = self.sep.vocal_mask(spec.to(self.sep.device)).cpu()
+            with stage("model"):
+                mask = self.sep.vocal_mask(spec.to(self.sep.device)).cpu()
             yield f0, mask[..., f0 - lo: f1 - lo]
             self.next_block = f1
             drop = max(0, f1 - context - self.frame0)  # keep the next block's left context
@@ -187,9 +193,10 @@ class SeparationStream:
         cfg = self.cfg
         for _, mask in self._next_masks(last):
             self.masks = torch.cat([self.masks, mask], dim=-1)
-        frames = self.input_stft.feed(torch.from_numpy(block))
-        if last:
-            frames = torch.cat([frames, self.input_stft.finish()], dim=-1)
+        with stage("stft"):
+            frames = self.input_stft.feed(torch.from_numpy(block))
+            if last:
+                frames = torch.cat([frames, self.input_stft.finish()], dim=-1)
         self.input_frames = torch.cat([self.input_frames, frames], dim=-1)
         masked_until = self.mask0 + self.masks.shape[-1]  # model frames with a mask
         ratio = self.hop * cfg.sample_rate / (self.rate * cfg.hop)
@@ -213,10 +220,11 @@ class SeparationStream:
             self.mask0 += drop
         else:
             masked = torch.zeros(self.channels, self.n_fft // 2 + 1, 0, dtype=torch.complex64)
-        vocals = self.istft.feed(masked)
-        if last:
-            total = max(self.received, self.min_len)
-            vocals = torch.cat([vocals, self.istft.finish(total)], dim=1)
+        with stage("istft"):
+            vocals = self.istft.feed(masked)
+            if last:
+                total = max(self.received, self.min_len)
+                vocals = torch.cat([vocals, self.istft.finish(total)], dim=1)
             done = self.istft.emitted - vocals.shape[1]
             vocals = vocals[:, : max(0, self.received - done)]
         return vocals.numpy()

@@ -19,6 +19,7 @@ This is a benchmark, not a test: numbers depend on the machine; ratios in one ru
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 SPLEETER = "Spleeter 2stems"
+STAGES = ("decode", "resample", "stft", "model", "istft", "encode")
 
 
 def make_song(path: Path, minutes: float) -> Path:
@@ -46,17 +48,19 @@ def make_song(path: Path, minutes: float) -> Path:
     return path
 
 
-def timed(cmd: list[str], threads: int) -> tuple[float, float, int, str]:
-    """Run ``cmd``; (wall seconds, peak RSS in MB, exit code, stderr tail)."""
+def timed(cmd: list[str], threads: int, timings: Path) -> tuple[float, float, int, str, dict]:
+    """Run ``cmd``; (wall seconds, peak RSS in MB, exit code, stderr tail, seconds per stage
+    as the process reported them through ``VOCALSEP_TIMINGS``)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads)}
+           "OPENBLAS_NUM_THREADS": str(threads), "VOCALSEP_TIMINGS": str(timings)}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
     tail = err.splitlines()[-1] if err else ""
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), tail
+    stages = json.loads(timings.read_text()) if timings.exists() else {}
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), tail, stages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,10 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     lengths = [float(m) for m in args.minutes.split(",") if m.strip()]
-    lines = [f"{args.threads} threads per process; wall time includes start-up, decoding and "
+    lines = [f"{args.threads} thread(s) per process; wall time includes start-up, decoding and "
              "writing both stems; peak memory = the process's peak resident set.", "",
-             "| song | method | wall (s) | × real time | peak memory (MB) | time / Spleeter's |",
-             "|---|---|---:|---:|---:|---:|"]
+             "Stage columns: seconds spent in decode, resample, STFT, model, iSTFT and encode "
+             "(writing); the rest is start-up (imports, loading the model) and glue.", "",
+             "| song | method | wall (s) | × real time | peak memory (MB) | "
+             + " | ".join(STAGES) + " | start-up, other | time / Spleeter's |",
+             "|---|---|---:|---:|---:|" + "---:|" * (len(STAGES) + 2)]
     ok = True
     with tempfile.TemporaryDirectory(prefix="vocalsep-speed-") as tmp:
         songs = [args.song] if args.song else [make_song(Path(tmp) / f"song{m:g}.wav", m) for m in lengths]
@@ -119,9 +126,9 @@ def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
         else:
             print(f"note: {SPLEETER} skipped (not installed: {sp.INSTALL_HINT})", file=sys.stderr)
     results = {}
-    for label, cmd in runs:
-        results[label] = timed(cmd, args.threads)
-        wall, rss, code, err = results[label]
+    for i, (label, cmd) in enumerate(runs):
+        results[label] = timed(cmd, args.threads, tmp / f"timings-{song.stem}-{i}.json")
+        wall, rss, code, err, _ = results[label]
         print(f"{song.name} {label}: {wall:.1f} s, {rss:.0f} MB" + (f" (exit {code}: {err})" if code else ""),
               file=sys.stderr, flush=True)
     return results
@@ -132,13 +139,17 @@ def table_rows(song: Path, results: dict) -> list[str]:
     seconds = _seconds(song)
     base = results.get(SPLEETER, (None,))[0]
     rows = []
-    for label, (wall, rss, code, _) in results.items():
+    for label, (wall, rss, code, _, stages) in results.items():
         name = f"{seconds / 60:.1f} min"
         if code:
-            rows.append(f"| {name} | {label} | failed (exit {code}) | | | |")
+            rows.append(f"| {name} | {label} | failed (exit {code}) |" + " |" * (len(STAGES) + 4))
             continue
         ratio = f"{wall / base:.2f}" if base else "—"
-        rows.append(f"| {name} | {label} | {wall:.1f} | {seconds / wall:.1f} | {rss:.0f} | {ratio} |")
+        per_stage = [stages.get(s, 0.0) for s in STAGES]
+        cells = " | ".join(f"{t:.1f}" for t in per_stage)
+        rest = wall - sum(per_stage)
+        rows.append(f"| {name} | {label} | {wall:.1f} | {seconds / wall:.1f} | {rss:.0f} | {cells} | "
+                    f"{rest:.1f} | {ratio} |")
     return rows
 
 

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import audio as audio_io
+from ..timing import stage
 from ..models.stemunet import (SPLEETER_CHECKPOINTS, SPLEETER_INSTALL, SpleeterWeightsError,
                                 load_spleeter_stem, spleeter_checkpoint_dir)
 
@@ -98,14 +99,16 @@ class Spleeter:
         # Spleeter's grid; the zeros at the end keep its frames past the last sample too
         half = N_FFT // 2
         padded = F.pad(wave.float(), (half, half))
-        spec = torch.stft(padded, N_FFT, HOP, window=self.window, center=True,
-                          pad_mode="constant", return_complex=True)  # (2, N_FFT/2+1, L)
+        with stage("stft"):
+            spec = torch.stft(padded, N_FFT, HOP, window=self.window, center=True,
+                              pad_mode="constant", return_complex=True)  # (2, N_FFT/2+1, L)
         frames = spec.shape[-1]
         segments = math.ceil(frames / SEGMENT)
         mag = F.pad(spec[:, :BINS].abs(), (0, segments * SEGMENT - frames))  # (2, F, S·T)
         mag = mag.reshape(2, BINS, segments, SEGMENT).permute(2, 0, 3, 1)  # (S, 2, T, F)
         mag = mag.contiguous(memory_format=torch.channels_last)
-        estimates = {stem: (net(mag) * mag) ** EXPONENT for stem, net in self.nets.items()}
+        with stage("model"):
+            estimates = {stem: (net(mag) * mag) ** EXPONENT for stem, net in self.nets.items()}
         total = sum(estimates.values()) + EPSILON
         out = {}
         for stem, e in estimates.items():
@@ -113,8 +116,9 @@ class Spleeter:
             mask = mask.permute(1, 3, 0, 2).reshape(2, BINS, segments * SEGMENT)[..., :frames]
             full = torch.zeros(spec.shape, dtype=mask.dtype)
             full[:, :BINS] = mask
-            y = torch.istft(spec * full, N_FFT, HOP, window=self.window, center=True,
-                            length=padded.shape[1])
+            with stage("istft"):
+                y = torch.istft(spec * full, N_FFT, HOP, window=self.window, center=True,
+                                length=padded.shape[1])
             out[stem] = y[:, half:half + n]
         return out
 
@@ -137,9 +141,11 @@ class Spleeter:
         stems: dict[str, list[np.ndarray]] = {stem: [] for stem in STEMS}
         for group in groups:
             stereo = np.repeat(group, 2, axis=0) if group.shape[0] == 1 else group
-            wave = torch.from_numpy(np.ascontiguousarray(audio_io.resample(stereo, rate, RATE)))
+            with stage("resample"):
+                wave = torch.from_numpy(np.ascontiguousarray(audio_io.resample(stereo, rate, RATE)))
             for stem, y in self.separate_stereo(wave).items():
-                y = _fit(audio_io.resample(y.numpy().astype(np.float32), RATE, rate), n)
+                with stage("resample"):
+                    y = _fit(audio_io.resample(y.numpy().astype(np.float32), RATE, rate), n)
                 stems[stem].append(y.mean(axis=0, keepdims=True) if group.shape[0] == 1 else y)
         vocals = np.concatenate(stems["vocals"]).astype(np.float32)
         if accompaniment == "residual":

@@ -43,7 +43,8 @@ def main() -> None:
         f"# Model card: `{args.name}`",
         "",
         f"- architecture: `{cfg.arch}`, {model.parameter_count():,} parameters",
-        f"- input: mono, {cfg.sample_rate} Hz, STFT n_fft {cfg.n_fft}, hop {cfg.hop}",
+        f"- input: {'stereo (a mask per channel; mono on both channels)' if model.stereo else 'mono'}, "
+        f"{cfg.sample_rate} Hz, STFT n_fft {cfg.n_fft}, hop {cfg.hop}",
         "- weights stored as float16 (computed in float32)" if args.half else None,
         f"- configuration: `{json.dumps(cfg.params)}`",
         f"- training data: {meta.get('data', '?')}",

@@ -147,6 +147,9 @@ def main() -> None:
         threshold_scores=", ".join(f"{t}: {v:.2f} dB" for t, v in threshold_scores.items()),
     )
     (DOCS / "paper-reproduction.md").write_text(text)
+    from paper_musdb import include  # the MUSDB18-7 section, if benchmarks/paper_musdb.py made it
+
+    include(DOCS / "paper-reproduction.md")
     print(report.to_markdown())
     print(f"wrote {DOCS / 'paper-reproduction.md'} in {wall / 60:.1f} min", file=sys.stderr)
 

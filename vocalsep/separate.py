@@ -89,7 +89,7 @@ class Separator:
     def model_input(self, samples: np.ndarray) -> np.ndarray:
         """What the model hears of ``(channels, n)`` samples: both channels of a stereo input
         for a stereo model, else the mono downmix ``(1, n)``."""
-        if getattr(self.model, "stereo", False) and samples.shape[0] == 2:
+        if self.model.stereo and samples.shape[0] == 2:
             return samples
         return samples.mean(axis=0, keepdims=True)
 
@@ -124,7 +124,7 @@ class Separator:
             at_model_rate = torch.from_numpy(audio_io.resample(padded, rate, cfg.sample_rate)).to(self.device)
             length = at_model_rate.shape[1]
             spec = stft(at_model_rate, cfg.n_fft, cfg.hop)  # (channels, bins, frames)
-            if getattr(self.model, "stereo", False) and at_model_rate.shape[0] == 2:
+            if self.model.stereo and at_model_rate.shape[0] == 2:
                 mask = self.vocal_mask(spec)
             else:
                 mask = self.vocal_mask(stft(at_model_rate.mean(0, keepdim=True), cfg.n_fft, cfg.hop))

@@ -77,11 +77,10 @@ class StreamingISTFT:
                 grow = end - self.sum.shape[1]
                 self.sum = torch.cat([self.sum, torch.zeros(self.sum.shape[0], grow)], dim=1)
                 self.norm = torch.cat([self.norm, torch.zeros(grow)])
-            sq = self.window ** 2
-            for i in range(k):  # overlap-add, frame by frame
-                at = first + i * self.hop
-                self.sum[:, at:at + self.n_fft] += chunks[..., i]
-                self.norm[at:at + self.n_fft] += sq
+            span = (k - 1) * self.hop + self.n_fft
+            self.sum[:, first:first + span] += _overlap_add(chunks, self.hop)
+            self.norm[first:first + span] += _overlap_add(
+                (self.window ** 2)[None, :, None].expand(1, -1, k), self.hop)[0]
             self.frames += k
         return self._release(self.frames * self.hop)
 
@@ -108,3 +107,12 @@ class StreamingISTFT:
             out = torch.cat([out, torch.zeros(out.shape[0], missing)], dim=1)
             self.emitted += missing
         return out
+
+
+def _overlap_add(chunks: torch.Tensor, hop: int) -> torch.Tensor:
+    """``(channels, n_fft, k)`` windowed frames → ``(channels, (k-1)·hop + n_fft)`` summed at
+    ``hop`` spacing (one ``fold``, not a loop over frames)."""
+    channels, n_fft, k = chunks.shape
+    out = torch.nn.functional.fold(chunks, output_size=(1, (k - 1) * hop + n_fft),
+                                   kernel_size=(1, n_fft), stride=(1, hop))
+    return out.reshape(channels, -1)

@@ -202,9 +202,8 @@ class SeparationStream:
         ratio = self.hop * cfg.sample_rate / (self.rate * cfg.hop)
         k = self.input_frames.shape[-1]
         if not last:  # an input frame needs the model frames around its time
-            first = self.input_frame0
-            ready = [j for j in range(first, first + k) if int(np.floor(j * ratio)) + 1 < masked_until]
-            k = len(ready)
+            index = np.arange(self.input_frame0, self.input_frame0 + k)
+            k = int(np.count_nonzero(np.floor(index * ratio) + 1 < masked_until))
         if k:
             mapped = full_band_mask(self.masks, cfg.sample_rate, cfg.n_fft, cfg.hop, self.rate,
                                     self.n_fft, self.hop, k, first_frame=self.input_frame0,

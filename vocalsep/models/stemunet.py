@@ -179,7 +179,8 @@ class StemUNetModel(SeparationModel):
         lo, hi = p.get("extension_hz", [7000.0, 11000.0])
         hz = np.arange(self.net_bins) * config.sample_rate / config.n_fft
         self.register_buffer("band", torch.from_numpy((hz >= lo) & (hz <= hi)), persistent=False)
-        self.net = StemUNet(channels=2)
+        # channels-last weights: ~1.25x faster convolutions on CPU (loading keeps the layout)
+        self.net = StemUNet(channels=2).to(memory_format=torch.channels_last)
 
     @classmethod
     def from_spleeter(cls, folder: str | Path | None = None) -> "StemUNetModel":
@@ -235,7 +236,6 @@ class StemUNetModel(SeparationModel):
         """Whole songs ``(batch, bins, frames)``, each mono; or, for a ``stereo`` model, a
         ``(2, bins, frames)`` input is the two channels of one song and gets a mask per channel.
         Cut into ``segment``-frame pieces, ``segments_per_batch`` at a time."""
-        self.net.to(memory_format=torch.channels_last)  # ~1.25x faster convolutions on CPU
         pair = self.stereo and mix_mag.shape[0] == 2
         if pair:
             mags, run = mix_mag.unsqueeze(0), self.channel_masks

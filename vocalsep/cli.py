@@ -1,4 +1,4 @@
-"""Command line: ``vocalsep separate | train | evaluate | models | plot | bench``.
+"""Command line: ``vocalsep separate | train | evaluate | models | plot | bench | serve``.
 
 A thin shell over the library: argument parsing, progress bars and one-line errors. Heavy
 imports (torch) happen inside the commands so that ``vocalsep --help`` starts instantly.
@@ -226,6 +226,26 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:  # the web extra; imported here so that the other commands start no slower
+        import uvicorn
+
+        from .server.app import create_app
+    except ImportError as err:
+        _fail(f"vocalsep serve needs the web extra ({err.name} is missing): pip install -e \".[web]\"")
+        return EXIT_ERROR
+    if args.workers < 1 or args.max_upload_mb <= 0:
+        _fail("--workers must be at least 1 and --max-upload-mb positive")
+        return EXIT_ERROR
+    app = create_app(args.data_dir, model=args.model, workers=args.workers,
+                     max_upload=int(args.max_upload_mb * 2**20), device=args.device)
+    print(f"vocalsep: serving http://{args.host}:{args.port}/ (model {args.model or 'default'}, "
+          f"{args.workers} worker(s), jobs in {Path(args.data_dir).resolve()})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def _iterations(value: str) -> int:
     """``--wiener N``: a whole number >= 0 (a clear message when it swallowed a file name)."""
     try:
@@ -338,6 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the shipped models")
     m.set_defaults(func=cmd_models)
+
+    sv = sub.add_parser("serve", help="a web page and JSON API for separating songs (needs the web extra)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("-m", "--model", default=None, help="shipped model name or a .pt file, loaded once")
+    sv.add_argument("--workers", type=int, default=1, help="songs separated at a time (default 1)")
+    sv.add_argument("--data-dir", default="vocalsep-jobs",
+                    help="where jobs and their files live, kept across restarts (default ./vocalsep-jobs)")
+    sv.add_argument("--max-upload-mb", type=float, default=200, help="largest upload in MB (default 200)")
+    sv.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    sv.set_defaults(func=cmd_serve)
 
     pl = sub.add_parser("plot", help="the paper's figures for one song")
     pl.add_argument("input")

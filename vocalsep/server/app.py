@@ -1,0 +1,189 @@
+"""The web app: one page and a JSON API over the job store (:mod:`vocalsep.server.jobs`).
+
+=======================================  ===================================================
+``GET  /``                               the page (``static/index.html``, every asset local)
+``GET  /api/health``                     ``{"status": "ok", "model", "workers", "jobs", ...}``
+``POST /api/jobs``                       multipart field ``file`` → 202 ``{"id", "status"}``
+``GET  /api/jobs/{id}``                  status, progress 0..1, error, links when done
+``GET  /api/jobs/{id}/vocals``           the stems (wav); ``?download=1`` for an attachment
+``GET  /api/jobs/{id}/accompaniment``
+``GET  /api/jobs/{id}/spectrogram/{input|vocals}.png``
+=======================================  ===================================================
+
+Errors are JSON ``{"detail": "<one line>"}``: 400 (malformed form, empty file), 404 (no such
+job), 409 (stems asked for before the job is done), 413 (over the upload limit), 415 (not
+audio vocalsep can read: the message is the reader's own, about the upload's name).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from ..audio import AudioError, AudioSource
+from ..separate import STEMS, Separator
+from .jobs import (SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob, client_message, input_name,
+                   sanitize_filename)
+from .upload import UploadError, receive_file
+
+log = logging.getLogger("vocalsep.server")
+
+DEFAULT_MAX_UPLOAD = 200 * 2**20  # bytes
+STATIC = Path(__file__).with_name("static")
+#: served with every response of the app's own files: nothing may come from elsewhere
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.PathLike | None = None,
+               workers: int = 1, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int | None = None,
+               device: str = "cpu") -> FastAPI:
+    """The app serving the page and the API; jobs live in ``data_dir``.
+
+    ``model`` (a shipped name or a ``.pt`` file, ``None`` for the default) is loaded here,
+    once; ``workers`` songs are separated at a time, each with ``threads`` torch threads
+    (default: this process's torch threads shared among the workers); uploads over
+    ``max_upload`` bytes get 413. The workers start (and jobs left unfinished by a previous
+    server are queued again) when the app starts, and stop when it shuts down.
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    if max_upload < 1:
+        raise ValueError("the upload limit must be at least 1 byte")
+    separator = Separator(model, device=device)
+    store = JobStore(data_dir)
+    runner = JobRunner(store, separator, workers, threads)
+    model_name = str(model) if model is not None else "default"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runner.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runner.stop)
+            store.close()
+
+    app = FastAPI(title="vocalsep", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
+    app.state.store, app.state.runner = store, runner
+
+    @app.exception_handler(UnknownJob)
+    async def unknown_job(request: Request, exc: UnknownJob) -> JSONResponse:
+        return JSONResponse({"detail": "no such job"}, status_code=404)
+
+    @app.exception_handler(UploadError)
+    async def refused(request: Request, exc: UploadError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    # ---------------------------------------------------------------- page
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def no_sniffing(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    # ---------------------------------------------------------------- API
+    @app.get("/api/health")
+    async def health() -> dict:
+        counts = store.counts()
+        return {"status": "ok", "model": model_name, "sample_rate": separator.rate,
+                "workers": workers, "max_upload": max_upload,
+                "queued": counts["queued"], "running": counts["running"], "jobs": counts}
+
+    @app.post("/api/jobs", status_code=202)
+    async def create_job(request: Request) -> JSONResponse:
+        job_id, folder = store.new_folder()
+        try:
+            upload = folder / ".upload.part"
+            filename = sanitize_filename(await receive_file(request, upload, max_upload))
+            stored = input_name(filename)
+            os.replace(upload, folder / stored)
+            try:
+                rate, channels, seconds = await run_in_threadpool(_probe, folder / stored)
+            except AudioError as err:
+                raise UploadError(415, client_message(err, folder / stored, filename)) from None
+            job = Job(id=job_id, filename=filename, input=stored, rate=rate, channels=channels,
+                      duration=seconds, created=time.time())
+            store.add(job)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        runner.submit(job_id)
+        log.info("job %s queued: %s", job_id, filename)
+        return JSONResponse(_public(job), status_code=202,
+                            headers={"Location": f"/api/jobs/{job_id}"})
+
+    @app.get("/api/jobs/{job_id}")
+    async def job_status(job_id: str) -> dict:
+        return _public(store.get(job_id))
+
+    @app.get("/api/jobs/{job_id}/spectrogram/{name}.png")
+    async def spectrogram(job_id: str, name: str) -> FileResponse:
+        folder = _done_folder(job_id)
+        if name not in SPECTROGRAMS:
+            raise HTTPException(404, f"no spectrogram named {name!r} ({', '.join(SPECTROGRAMS)})")
+        return FileResponse(folder / SPECTROGRAMS[name], media_type="image/png")
+
+    def stem_route(stem: str):
+        async def send_stem(job_id: str, download: bool = False) -> FileResponse:
+            folder = _done_folder(job_id)
+            name = f"{Path(store.get(job_id).filename).stem} - {stem}.wav"
+            return FileResponse(folder / f"{stem}.wav", media_type="audio/wav", filename=name,
+                                content_disposition_type="attachment" if download else "inline")
+        send_stem.__name__ = f"get_{stem}"
+        return send_stem
+
+    for stem in STEMS:
+        app.get(f"/api/jobs/{{job_id}}/{stem}", response_class=FileResponse)(stem_route(stem))
+
+    def _done_folder(job_id: str) -> Path:
+        job = store.get(job_id)
+        if job.status != "done":
+            raise HTTPException(409, f"job is {job.status}: its results are not ready")
+        return store.folder(job_id)
+
+    return app
+
+
+def _probe(path: Path) -> tuple[int, int, float | None]:
+    """``(rate, channels, seconds or None)`` of an upload; decodes its first block, so a file
+    with a valid header but no usable samples is refused too (:class:`AudioError`)."""
+    source = AudioSource(path)
+    blocks = source.blocks()
+    try:
+        next(blocks)  # raises AudioError for a file without samples
+    finally:
+        blocks.close()
+    seconds = source.length / source.rate if source.length else None
+    return source.rate, source.channels, seconds
+
+
+def _public(job: Job) -> dict:
+    """What the API tells about a job (no server paths)."""
+    out = {"id": job.id, "status": job.status, "progress": job.progress, "error": job.error,
+           "filename": job.filename, "duration": job.duration, "rate": job.rate,
+           "channels": job.channels, "created": job.created, "started": job.started,
+           "finished": job.finished}
+    if job.status == "done":
+        base = f"/api/jobs/{job.id}"
+        out["urls"] = {**{stem: f"{base}/{stem}" for stem in STEMS},
+                       **{f"spectrogram_{n}": f"{base}/spectrogram/{n}.png" for n in SPECTROGRAMS}}
+    return out

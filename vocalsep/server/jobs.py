@@ -1,0 +1,324 @@
+"""Separation jobs: one folder per job under the data directory, and the pool that runs them.
+
+Layout (every name chosen here, none taken from a request)::
+
+    <data_dir>/.lock                        held by the one server using this folder
+    <data_dir>/jobs/<id>/job.json           status, progress, error, metadata (atomic writes)
+    <data_dir>/jobs/<id>/input[.ext]        the upload as received (.ext from an allow-list)
+    <data_dir>/jobs/<id>/vocals.wav         the stems, once done (16-bit wav at the input's
+    <data_dir>/jobs/<id>/accompaniment.wav  rate, channels and length)
+    <data_dir>/jobs/<id>/input.png          spectrograms of the first seconds of the input
+    <data_dir>/jobs/<id>/vocals.png         and of the vocals
+
+A job goes ``queued → running → done | failed``. ``<id>`` is ``secrets.token_urlsafe(16)``
+(128 random bits); a request's id reaches the file system only after it matched :data:`ID_RE`
+*and* named a job this store knows. A folder without ``job.json`` is an upload that never
+completed and is removed at start; jobs found ``queued`` or ``running`` at start (the server
+stopped or was killed before they finished) are queued again, oldest first; ``done`` and
+``failed`` jobs stay as they are.
+
+:class:`JobRunner` runs jobs on ``workers`` threads sharing one loaded
+:class:`~vocalsep.separate.Separator` (the model is loaded once; inference only reads it), each
+thread with ``threads`` torch threads, so at most ``workers`` songs are separated at a time
+whatever the number of uploads waiting.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import queue
+import re
+import secrets
+import shutil
+import threading
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..audio import AudioError
+from ..batch import AUDIO_SUFFIXES
+from ..separate import STEMS, Separator
+
+log = logging.getLogger("vocalsep.server")
+
+#: what a job id looks like (``secrets.token_urlsafe(16)``)
+ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+STATUSES = ("queued", "running", "done", "failed")
+#: spectrogram images of a done job: name in the URL → file in its folder
+SPECTROGRAMS = {"input": "input.png", "vocals": "vocals.png"}
+#: progress reached when the stems are written (the spectrograms take the rest)
+_SEPARATED = 0.95
+#: seconds between two writes of ``job.json`` for progress alone
+_PERSIST_EVERY = 1.0
+
+
+class UnknownJob(KeyError):
+    """No job has this id (or the id is not one this store could have made)."""
+
+
+@dataclass
+class Job:
+    """One job as stored in ``job.json``; times are Unix seconds, ``duration`` in seconds."""
+
+    id: str
+    status: str = "queued"
+    progress: float = 0.0  # 0..1
+    error: str | None = None
+    filename: str = "upload"  # the upload's name, sanitised (only for display and downloads)
+    input: str = "input"  # the upload's file name in the job's folder
+    rate: int | None = None  # Hz
+    channels: int | None = None
+    duration: float | None = None
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Job:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def new_job_id() -> str:
+    """An unguessable job id (128 random bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
+def sanitize_filename(name: str | None, limit: int = 120) -> str:
+    """A display/download name from a client's file name: its last path component, letters,
+    digits and ``space . _ - ( ) [ ] + , &`` kept, anything else ``_``, no leading dots,
+    at most ``limit`` characters; ``"upload"`` if nothing is left."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = re.sub(r"[^\w .()\[\]+,&-]", "_", name).strip().lstrip(".")
+    if len(name) > limit:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: limit - len(ext) - 1] + "." + ext) if dot and len(ext) < 10 else name[:limit]
+    return name or "upload"
+
+
+def input_name(filename: str) -> str:
+    """The stored upload's name: ``input`` plus the client's suffix when it is a known audio
+    suffix (it tells the reader which decoder to try first), else ``input`` alone."""
+    suffix = Path(filename).suffix.lower()
+    return "input" + suffix if suffix in AUDIO_SUFFIXES else "input"
+
+
+class JobStore:
+    """The jobs of one data directory, all kept in memory and each written to its
+    ``job.json`` on every change (progress at most every second).
+
+    Holds an exclusive lock on ``<data_dir>/.lock`` until :meth:`close`, so two servers never
+    run the same jobs.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            raise RuntimeError(f"{self.data_dir}: another vocalsep server uses this data directory") from None
+        self._jobs: dict[str, Job] = {}
+        self._saved: dict[str, float] = {}  # id -> when job.json was last written
+        self._mutex = threading.Lock()
+        self._load()
+
+    def close(self) -> None:
+        """Release the data directory."""
+        if not self._lock_file.closed:
+            self._lock_file.close()
+
+    def _load(self) -> None:
+        for folder in self.root.iterdir():
+            if not (folder.is_dir() and ID_RE.fullmatch(folder.name)):
+                continue
+            try:
+                job = Job.from_dict(json.loads((folder / "job.json").read_text()))
+            except FileNotFoundError:  # an upload that never completed
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            except (ValueError, TypeError) as err:
+                log.warning("%s: unreadable job.json, job skipped (%s)", folder, err)
+                continue
+            if job.id == folder.name and job.status in STATUSES:
+                self._jobs[job.id] = job
+
+    # ------------------------------------------------------------ folders
+    def new_folder(self) -> tuple[str, Path]:
+        """A fresh id and its (new, empty) folder; the job exists once :meth:`add` is called."""
+        while True:
+            job_id = new_job_id()
+            folder = self.root / job_id
+            try:
+                folder.mkdir()
+                return job_id, folder
+            except FileExistsError:  # 2^-128: never, but cheap to handle
+                continue
+
+    def folder(self, job_id: str) -> Path:
+        """The folder of a known job; :class:`UnknownJob` for anything else."""
+        self.get(job_id)
+        return self.root / job_id
+
+    # ------------------------------------------------------------ jobs
+    def add(self, job: Job) -> None:
+        with self._mutex:
+            self._jobs[job.id] = job
+            self._write(job)
+
+    def get(self, job_id: str) -> Job:
+        """A copy of the job ``job_id``; :class:`UnknownJob` if there is none."""
+        if not isinstance(job_id, str) or not ID_RE.fullmatch(job_id):
+            raise UnknownJob(job_id)
+        with self._mutex:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise UnknownJob(job_id)
+            return Job(**asdict(job))
+
+    def update(self, job_id: str, **changes) -> Job:
+        """Change fields of a job; written to disk at once, except progress alone (at most
+        every :data:`_PERSIST_EVERY` seconds)."""
+        with self._mutex:
+            job = self._jobs[job_id]
+            for key, value in changes.items():
+                setattr(job, key, value)
+            if set(changes) != {"progress"} or time.monotonic() - self._saved.get(job_id, 0) > _PERSIST_EVERY:
+                self._write(job)
+            return Job(**asdict(job))
+
+    def jobs(self, *statuses: str) -> list[Job]:
+        """Copies of the jobs in ``statuses`` (all if none), oldest first."""
+        with self._mutex:
+            found = [Job(**asdict(j)) for j in self._jobs.values() if not statuses or j.status in statuses]
+        return sorted(found, key=lambda j: j.created)
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs in each status."""
+        found = {s: 0 for s in STATUSES}
+        with self._mutex:
+            for job in self._jobs.values():
+                found[job.status] += 1
+        return found
+
+    def _write(self, job: Job) -> None:
+        """``job.json`` atomically: a temporary file in the same folder, then a rename."""
+        folder = self.root / job.id
+        tmp = folder / f".job.json.{secrets.token_hex(4)}.part"
+        try:
+            tmp.write_text(json.dumps(asdict(job), indent=1))
+            os.replace(tmp, folder / "job.json")
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._saved[job.id] = time.monotonic()
+
+
+class _Stopping(Exception):
+    """Raised inside a running separation when the server shuts down."""
+
+
+class JobRunner:
+    """``workers`` threads separating queued jobs with one shared ``separator``."""
+
+    def __init__(self, store: JobStore, separator: Separator, workers: int = 1,
+                 threads: int | None = None):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.store, self.separator, self.workers = store, separator, workers
+        self.threads = threads
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Queue the jobs left queued or running by a previous server, start the workers."""
+        import torch
+
+        if self.threads is None:  # share this process's torch threads among the workers
+            self.threads = max(1, torch.get_num_threads() // self.workers)
+        for job in self.store.jobs("queued", "running"):
+            self.store.update(job.id, status="queued", progress=0.0, started=None)
+            self.submit(job.id)
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"vocalsep-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, job_id: str) -> None:
+        self._queue.put(job_id)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the workers; a separation under way is abandoned (its job stays ``running``
+        on disk and runs again at the next start)."""
+        self._stopping.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _work(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        while not self._stopping.is_set():
+            job_id = self._queue.get()
+            if job_id is None or self._stopping.is_set():
+                return
+            try:
+                self._run(job_id)
+            except Exception:  # never lose a worker
+                log.exception("job %s: unexpected error", job_id)
+
+    def _run(self, job_id: str) -> None:
+        store = self.store
+        job = store.update(job_id, status="running", progress=0.0, error=None, started=time.time())
+        folder = store.folder(job_id)
+        source = folder / job.input
+
+        def progress(fraction: float) -> None:
+            if self._stopping.is_set():
+                raise _Stopping
+            store.update(job_id, progress=round(_SEPARATED * fraction, 4))
+
+        try:
+            work = folder / ".work"
+            written = self.separator.separate_file(source, work, force=True, progress=progress)
+            for stem, path in written.items():
+                os.replace(path, folder / f"{stem}.wav")
+            shutil.rmtree(work, ignore_errors=True)
+            store.update(job_id, progress=_SEPARATED)
+            from .spectrograms import render_spectrograms
+
+            render_spectrograms(source, folder / "vocals.wav",
+                                {name: folder / file for name, file in SPECTROGRAMS.items()})
+        except _Stopping:
+            return
+        except (ValueError, OSError) as err:  # AudioError, ModelError, disk full ...
+            store.update(job_id, status="failed", error=client_message(err, source, job.filename),
+                         finished=time.time())
+            log.info("job %s failed: %s", job_id, err)
+            return
+        store.update(job_id, status="done", progress=1.0, finished=time.time())
+
+
+def client_message(err: Exception, source: Path, filename: str) -> str:
+    """One line for the client about the upload stored at ``source``: the upload's own name
+    ``filename`` instead of any server path."""
+    if isinstance(err, AudioError):
+        text = f"{filename}: {err.problem}"
+    else:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text.replace(str(source), filename).replace(str(source.parent), "")
+
+
+def stem_paths(folder: Path) -> dict[str, Path]:
+    """Where a done job's stems are."""
+    return {stem: folder / f"{stem}.wav" for stem in STEMS}

@@ -68,6 +68,8 @@ def _check_readable(path: Path) -> None:
         raise AudioError(path, "no such file")
     if path.is_dir():
         raise AudioError(path, "is a directory, not an audio file")
+    if not path.is_file():  # reading a pipe would wait forever, a device never end
+        raise AudioError(path, "not a regular file (a pipe, device or socket)")
     if not os.access(path, os.R_OK):
         raise AudioError(path, "permission denied (not readable)")
     if path.stat().st_size == 0:
@@ -174,7 +176,7 @@ class AudioSource:
         self._soundfile = None
         if ext in SOUNDFILE_FORMATS or ext not in FFMPEG_FORMATS:
             try:
-                info = sf.info(str(self.path))
+                info = sf.info(os.fsencode(self.path))  # bytes: names need not be UTF-8
                 self.rate, self.channels = int(info.samplerate), int(info.channels)
                 self.length = int(info.frames)
                 self._soundfile = True
@@ -212,7 +214,7 @@ class AudioSource:
 
     def _soundfile_blocks(self, size: int) -> Iterator[np.ndarray]:
         try:
-            with sf.SoundFile(str(self.path)) as f:
+            with sf.SoundFile(os.fsencode(self.path)) as f:
                 while True:
                     data = f.read(size, dtype="float32", always_2d=True)
                     if not len(data):
@@ -283,8 +285,8 @@ class StemWriter:
             try:
                 tmp = self._temp(path, ".raw.part")
                 self.raw[stem] = tmp
-                self.files[stem] = sf.SoundFile(tmp, "w", rate, self.channels[stem], subtype="FLOAT",
-                                                format="WAV")
+                self.files[stem] = sf.SoundFile(os.fsencode(tmp), "w", rate, self.channels[stem],
+                                                subtype="FLOAT", format="WAV")
             except BaseException as err:
                 self.abort()
                 if isinstance(err, (sf.LibsndfileError, RuntimeError, ValueError)):
@@ -343,10 +345,10 @@ class StemWriter:
         ext = path.suffix.lower().lstrip(".")
         tmp = self._temp(path, ".part")
         try:
-            with sf.SoundFile(self.raw[stem]) as src:
+            with sf.SoundFile(os.fsencode(self.raw[stem])) as src:
                 if ext in SOUNDFILE_FORMATS:
                     subtype = "VORBIS" if ext == "ogg" else SUBTYPES[self.bits]
-                    with sf.SoundFile(tmp, "w", self.rate, self.channels[stem], subtype=subtype,
+                    with sf.SoundFile(os.fsencode(tmp), "w", self.rate, self.channels[stem], subtype=subtype,
                                       format=SOUNDFILE_FORMATS[ext]) as dst:
                         for block in src.blocks(BLOCK, dtype="float32", always_2d=True):
                             dst.write(_clipped(block * scale, clip))

@@ -113,7 +113,7 @@ def _separate_one(index: int, path: str, job: Job) -> FileResult:
     result.written = [str(p) for p in written.values()]
     first = next(iter(written.values()))
     if first.suffix in (".wav", ".flac"):
-        result.seconds = sf.info(str(first)).duration
+        result.seconds = sf.info(os.fsencode(first)).duration  # bytes: names need not be UTF-8
     return result
 
 

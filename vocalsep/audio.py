@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from glob import escape as glob_escape
 import shutil
 import subprocess
@@ -89,6 +90,22 @@ def _ffprobe(path: Path) -> tuple[int, int, float | None]:
     except (TypeError, ValueError):
         duration = None
     return int(streams[0]["sample_rate"]), int(streams[0]["channels"]), duration
+
+
+#: libsndfile's header log when a WAV 'data' / AIFF 'SSND' chunk is longer than the file
+_DECLARED = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+def _truncation(info) -> str | None:
+    """How a file is cut short, if its header announces more sample bytes than it holds
+    (sizes from 0x7F000000 up are placeholders of writers that stream, e.g. ffmpeg to a pipe)."""
+    match = _DECLARED.search(info.extra_info or "")
+    if not match:
+        return None
+    declared, present = int(match[1]), int(match[2])
+    if declared >= 0x7F000000 or present >= declared:
+        return None
+    return f"truncated (its header announces {declared} bytes of samples, the file holds {present})"
 
 
 def read_audio(path: str | os.PathLike) -> Audio:
@@ -180,10 +197,14 @@ class AudioSource:
                 self.rate, self.channels = int(info.samplerate), int(info.channels)
                 self.length = int(info.frames)
                 self._soundfile = True
+                cut = _truncation(info)
             except (sf.LibsndfileError, RuntimeError, ValueError) as err:
                 if ext in SOUNDFILE_FORMATS:
                     raise AudioError(self.path, "not a readable audio file "
                                                 f"({str(err).splitlines()[0][:120]})") from None
+            else:
+                if cut:
+                    raise AudioError(self.path, cut)
         if not self._soundfile:
             if shutil.which("ffmpeg") is None:
                 raise AudioError(self.path, "needs ffmpeg to decode this format, and ffmpeg is not installed")
@@ -209,6 +230,9 @@ class AudioSource:
                 raise AudioError(self.path, "contains NaN or infinite samples")
             self.samples += block.shape[1]
             yield block
+        if self._soundfile and self.samples < self.length:
+            raise AudioError(self.path, f"truncated (decoding stopped after {self.samples} of "
+                                        f"{self.length} samples)")
         if self.samples == 0:
             raise AudioError(self.path, "contains no audio samples")
 

@@ -108,6 +108,15 @@ def _truncation(info) -> str | None:
     return f"truncated (its header announces {declared} bytes of samples, the file holds {present})"
 
 
+def _write_reason(err: Exception) -> str:
+    """The OS's reason for a failed write (libsndfile only says "System error.")."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    code = getattr(getattr(sf, "_ffi", None), "errno", 0)  # errno of libsndfile's last call
+    return os.strerror(code) if "System error" in text and code else text
+
+
 def read_audio(path: str | os.PathLike) -> Audio:
     """Decode ``path`` to float32 ``(channels, samples)``; raise :class:`AudioError` if unusable."""
     source = AudioSource(path)
@@ -293,6 +302,8 @@ class StemWriter:
             ext = path.suffix.lower().lstrip(".")
             if ext not in SOUNDFILE_FORMATS and ext not in FFMPEG_FORMATS:
                 raise AudioError(path, f"unknown output format '.{ext}'")
+            if path.is_dir():  # found now, not after the other stems were renamed into place
+                raise AudioError(path, "is a directory, cannot write a file there")
         self.rate, self.bits, self.clip = rate, bits, clip
         self.channels = channels if isinstance(channels, dict) else {k: channels for k in self.targets}
         self.peaks = {k: 0.0 for k in self.targets}
@@ -313,8 +324,10 @@ class StemWriter:
                                                 subtype="FLOAT", format="WAV")
             except BaseException as err:
                 self.abort()
+                if isinstance(err, AudioError):
+                    raise
                 if isinstance(err, (sf.LibsndfileError, RuntimeError, ValueError)):
-                    raise AudioError(path, f"cannot write ({str(err).splitlines()[0][:120]})") from None
+                    raise AudioError(path, f"cannot write ({_write_reason(err)})") from None
                 raise
 
     def _temp(self, path: Path, suffix: str) -> str:
@@ -342,7 +355,7 @@ class StemWriter:
             try:
                 self.files[stem].write(np.ascontiguousarray(block.T))
             except (OSError, sf.LibsndfileError, RuntimeError) as err:
-                raise AudioError(self.targets[stem], f"cannot write ({err})") from None
+                raise AudioError(self.targets[stem], f"cannot write ({_write_reason(err)})") from None
 
     def finish(self) -> list[Path]:
         """Encode every stem into its format, then rename them all into place."""
@@ -380,10 +393,8 @@ class StemWriter:
                     self._encode_ffmpeg(src, tmp, FFMPEG_FORMATS[ext], path, scale, clip,
                                         self.channels[stem])
             os.chmod(tmp, 0o666 & ~_umask())
-        except OSError as err:
-            raise AudioError(path, f"cannot write ({err.strerror or err})") from None
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioError(path, f"cannot write ({err})") from None
+        except (OSError, sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(path, f"cannot write ({_write_reason(err)})") from None
         return tmp
 
     def _encode_ffmpeg(self, src: sf.SoundFile, tmp: str, fmt: str, path: Path, scale: float,

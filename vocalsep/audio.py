@@ -108,6 +108,12 @@ def _truncation(info) -> str | None:
     return f"truncated (its header announces {declared} bytes of samples, the file holds {present})"
 
 
+def _sf_reason(err: Exception) -> str:
+    """libsndfile's reason, without soundfile's "Error opening b'<path>': " prefix."""
+    text = getattr(err, "error_string", None) or str(err) or type(err).__name__
+    return text.splitlines()[0][:120]
+
+
 def _write_reason(err: Exception) -> str:
     """The OS's reason for a failed write (libsndfile only says "System error.")."""
     if isinstance(err, OSError) and err.strerror:
@@ -209,8 +215,7 @@ class AudioSource:
                 cut = _truncation(info)
             except (sf.LibsndfileError, RuntimeError, ValueError) as err:
                 if ext in SOUNDFILE_FORMATS:
-                    raise AudioError(self.path, "not a readable audio file "
-                                                f"({str(err).splitlines()[0][:120]})") from None
+                    raise AudioError(self.path, f"not a readable audio file ({_sf_reason(err)})") from None
             else:
                 if cut:
                     raise AudioError(self.path, cut)
@@ -254,7 +259,7 @@ class AudioSource:
                         return
                     yield np.ascontiguousarray(data.T)
         except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioError(self.path, f"could not be decoded ({str(err).splitlines()[0][:120]})") from None
+            raise AudioError(self.path, f"could not be decoded ({_sf_reason(err)})") from None
 
     def _ffmpeg_blocks(self, size: int) -> Iterator[np.ndarray]:
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:a:0",

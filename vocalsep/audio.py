@@ -33,6 +33,9 @@ from .timing import stage
 MIN_RATE = 4_000
 MAX_RATE = 384_000
 MAX_CHANNELS = 32
+#: the largest sample magnitude accepted (200 dB above full scale): beyond it a float file is
+#: corrupt, and the transforms could overflow float32 into infinities
+MAX_LEVEL = 1e10
 FFMPEG_FORMATS = {"mp3": "mp3", "m4a": "ipod", "aac": "adts", "mp4": "mp4", "opus": "opus"}
 SOUNDFILE_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "aif": "AIFF"}
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
@@ -242,6 +245,10 @@ class AudioSource:
                 break
             if not np.isfinite(block).all():
                 raise AudioError(self.path, "contains NaN or infinite samples")
+            peak = float(np.abs(block).max(initial=0.0))
+            if peak > MAX_LEVEL:
+                raise AudioError(self.path, f"sample values up to {peak:.3g}, more than 200 dB above "
+                                            "full scale (a corrupt float file?)")
             self.samples += block.shape[1]
             yield block
         if self._soundfile and self.samples < self.length:

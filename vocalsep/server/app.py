@@ -61,8 +61,12 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
         raise ValueError("workers must be at least 1")
     if max_upload < 1:
         raise ValueError("the upload limit must be at least 1 byte")
-    separator = Separator(model, device=device)
-    store = JobStore(data_dir)
+    store = JobStore(data_dir)  # first: a folder in use is refused before the model loads
+    try:
+        separator = Separator(model, device=device)
+    except BaseException:
+        store.close()
+        raise
     runner = JobRunner(store, separator, workers, threads)
     model_name = str(model) if model is not None else "default"
 

@@ -1,0 +1,379 @@
+"""``vocalsep serve``: the JSON API of a real server (``python -m vocalsep.cli serve`` in a
+subprocess on a free loopback port), fed with real MIR-1K clips.
+
+Raw sockets and ``http.client`` are used where the exact bytes on the wire matter (a body cut
+off past the upload limit, paths that must reach the server unnormalised).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from badfiles import BAD_FILES
+from conftest import run_cli
+from vocalsep.audio import AudioError, read_audio
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+LSB = 1 / 32768  # one step of a 16-bit wav
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``vocalsep serve`` in a subprocess (one torch thread), on a free loopback port."""
+
+    def __init__(self, data_dir: Path, model: str = "small", workers: int = 1,
+                 max_upload_mb: float = 200, timeout: float = 90):
+        self.data_dir = Path(data_dir)
+        env = {k: v for k, v in os.environ.items() if k != "VOCALSEP_DEBUG"}
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        for _ in range(3):  # another process may take the port between probe and bind
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vocalsep.cli", "serve", "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), "-m", model, "--workers", str(workers),
+                 "--max-upload-mb", str(max_upload_mb)],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if self._wait_ready(timeout):
+                return
+            output = self.stop()
+            if "address already in use" not in output.lower():
+                raise RuntimeError(f"vocalsep serve did not start:\n{output}")
+        raise RuntimeError("vocalsep serve: no free port")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(self.url("/api/health"), timeout=2).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                time.sleep(0.2)
+        return False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def post(self, path: Path, name: str | None = None, client=httpx) -> httpx.Response:
+        with open(path, "rb") as f:
+            return client.post(self.url("/api/jobs"), files={"file": (name or path.name, f)}, timeout=30)
+
+    def wait(self, job_id: str, timeout: float = 120, client=httpx) -> dict:
+        """The job once done or failed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = client.get(self.url(f"/api/jobs/{job_id}"), timeout=10).json()
+            if job["status"] in ("done", "failed"):
+                return job
+            time.sleep(0.1)
+        raise TimeoutError(f"job {job_id} not finished after {timeout} s: {job}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        """Stop the server; its output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+
+def stems_of(server: Server, job_id: str, tmp: Path) -> dict[str, np.ndarray]:
+    """The job's stems as served, decoded: name → float32 ``(channels, n)``."""
+    out = {}
+    for stem in ("vocals", "accompaniment"):
+        r = httpx.get(server.url(f"/api/jobs/{job_id}/{stem}"), timeout=30)
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        path = tmp / f"{job_id}-{stem}.wav"
+        path.write_bytes(r.content)
+        out[stem] = read_audio(path).samples
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory):
+    """The shipped default model, one worker, a 1 MB upload limit."""
+    server = Server(tmp_path_factory.mktemp("jobs"), model="default", max_upload_mb=1)
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------- acceptance 1
+def test_job_equals_cli_separation(default_server, mir1k_test_clip, tmp_path):
+    """A real clip through the API gives the same stems as ``vocalsep separate``."""
+    r = default_server.post(mir1k_test_clip)
+    assert r.status_code == 202, r.text
+    created = r.json()
+    assert created["status"] == "queued" and re.fullmatch(r"[A-Za-z0-9_-]{22}", created["id"])
+    assert r.headers["location"] == f"/api/jobs/{created['id']}"
+    job = default_server.wait(created["id"])
+    assert job["status"] == "done" and job["progress"] == 1.0 and job["error"] is None, job
+    assert job["filename"] == mir1k_test_clip.name and job["duration"] == pytest.approx(8.8, abs=0.01)
+    served = stems_of(default_server, job["id"], tmp_path)
+
+    result = run_cli("separate", mir1k_test_clip, "-o", tmp_path / "cli")
+    assert result.returncode == 0, result.stderr
+    for stem, samples in served.items():
+        expected = read_audio(tmp_path / "cli" / mir1k_test_clip.stem / f"{stem}.wav").samples
+        assert samples.shape == expected.shape == (2, 8.8 * 16000)
+        assert np.abs(samples - expected).max() <= LSB, stem  # 16-bit rounding at most
+    assert np.abs(served["vocals"]).max() > 0.05  # not silence on both sides
+
+    # the downloads: an attachment named after the upload; the spectrograms: PNG images
+    r = httpx.get(default_server.url(f"/api/jobs/{job['id']}/vocals?download=1"))
+    assert r.headers["content-disposition"].startswith("attachment;")
+    assert "Ani_1_01%20-%20vocals.wav" in r.headers["content-disposition"]
+    for name in ("input", "vocals"):
+        r = httpx.get(default_server.url(f"/api/jobs/{job['id']}/spectrogram/{name}.png"))
+        assert r.status_code == 200 and r.content.startswith(b"\x89PNG\r\n\x1a\n")
+    r = httpx.get(default_server.url(f"/api/jobs/{job['id']}/spectrogram/accompaniment.png"))
+    assert r.status_code == 404
+
+
+# ---------------------------------------------------------------- limits and bad input
+def _read_response(sock: socket.socket, timeout: float = 20) -> tuple[int, dict]:
+    """Status and JSON body of the HTTP response arriving on ``sock``."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed without a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_upload_over_the_limit_is_refused_while_streaming(default_server, tmp_path):
+    limit = 2**20
+    jobs_before = set((default_server.data_dir / "jobs").iterdir())
+    # 1) announced too large: refused before the body is sent at all
+    with socket.create_connection(("127.0.0.1", default_server.port)) as sock:
+        sock.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n"
+                     b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n")
+        status, body = _read_response(sock)
+    assert status == 413 and body["detail"] == "file too large: the limit is 1 MB"
+
+    # 2) chunked (no length announced): refused as soon as the file passes the limit, while
+    #    the client has not finished the body (an answer that waited for the end never comes)
+    def chunk(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    with socket.create_connection(("127.0.0.1", default_server.port)) as sock:
+        sock.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n")
+        sock.sendall(chunk(b'--XyZ\r\nContent-Disposition: form-data; name="file"; '
+                           b'filename="big.wav"\r\nContent-Type: audio/wav\r\n\r\n'))
+        piece = bytes(64 * 1024)
+        for _ in range(limit // len(piece)):
+            sock.sendall(chunk(piece))
+        sock.sendall(chunk(b"\0"))  # one byte over; neither the closing boundary nor the end
+        status, body = _read_response(sock)
+    assert status == 413 and "limit is 1 MB" in body["detail"]
+    time.sleep(0.2)
+    assert set((default_server.data_dir / "jobs").iterdir()) == jobs_before  # nothing left behind
+
+    # 3) the same through an ordinary client, just over the limit
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros((limit // 4 + 1000, 2), np.int16), 16000, subtype="PCM_16")
+    r = default_server.post(big)
+    assert r.status_code == 413, r.text
+
+
+@pytest.mark.parametrize("case", [c for c in BAD_FILES if c not in ("missing", "directory", "directory_mp3")])
+def test_unreadable_upload_is_refused_with_its_reason(default_server, tmp_path, case):
+    path = BAD_FILES[case](tmp_path)
+    r = default_server.post(path)
+    assert r.status_code in (400, 415), r.text
+    detail = r.json()["detail"]
+    assert "\n" not in detail and str(default_server.data_dir) not in detail
+    if case == "empty":
+        assert r.status_code == 400 and detail == "the file is empty (0 bytes)"
+        return
+    with pytest.raises(AudioError) as err:  # what vocalsep's reader says of this file here
+        read_audio(path)
+    assert r.status_code == 415
+    # the same line, up to the decoder's own details (they quote the file's path, cut to a length)
+    assert detail.split(" (")[0] == f"{path.name}: {err.value.problem}".split(" (")[0]
+
+
+def test_malformed_requests_get_400(default_server):
+    r = httpx.post(default_server.url("/api/jobs"), json={"file": "x"})
+    assert r.status_code == 400 and "multipart/form-data" in r.json()["detail"]
+    r = httpx.post(default_server.url("/api/jobs"), files={"song": ("a.wav", b"RIFF....")})
+    assert r.status_code == 400 and r.json()["detail"] == "no 'file' field in the form"
+
+
+def test_unknown_and_path_like_ids_are_404(default_server):
+    """No id that is not one the server made reaches the file system; nothing outside a job's
+    own, server-named files is ever served."""
+    jobs = default_server.data_dir / "jobs"
+    planted = jobs / ("A" * 22)  # a folder that looks like a job but was never created by one
+    planted.mkdir(exist_ok=True)
+    (planted / "vocals.wav").write_bytes(b"RIFF planted")
+    (planted / "job.json").write_text('{"id": "%s", "status": "done"}' % planted.name)
+    paths = ["/api/jobs/" + "B" * 22, f"/api/jobs/{planted.name}", f"/api/jobs/{planted.name}/vocals",
+             "/api/jobs/..", "/api/jobs/%2e%2e", "/api/jobs/..%2F..%2F..%2Fetc%2Fpasswd",
+             "/api/jobs/%2e%2e%2f%2e%2e%2fetc%2fpasswd/vocals", "/api/jobs/" + "." * 22,
+             "/api/jobs/" + "." * 22 + "/vocals", "/api/jobs/..%2Fjob.json/accompaniment",
+             "/api/jobs/%2Fetc%2Fpasswd", "/api/jobs/" + "a" * 21 + "%00/vocals",
+             "/api/jobs/" + "b" * 22 + "/spectrogram/..%2F..%2Fjob.png",
+             "/static/..%2F..%2F..%2Fpyproject.toml", "/static/../app.py"]
+    conn = http.client.HTTPConnection("127.0.0.1", default_server.port, timeout=10)
+    for path in paths:
+        conn.request("GET", path)  # sent as written: no client-side normalisation
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 404, (path, response.status, body)
+        assert b"planted" not in body and b"root:" not in body and b"[project]" not in body
+    conn.close()
+
+
+def test_page_and_assets_are_all_local(default_server):
+    page = httpx.get(default_server.url("/"))
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="([^"#]+)"', page.text)
+    assert "/static/app.js" in assets and "/static/style.css" in assets
+    for ref in assets:
+        assert not re.match(r"(https?:)?//", ref), ref  # nothing from a CDN
+        if ref.startswith("/"):
+            r = httpx.get(default_server.url(ref))
+            assert r.status_code == 200, ref
+            assert not re.search(r"(https?:)?//[a-z]", r.text.replace("http://127", "")), ref
+    assert httpx.get(default_server.url("/docs")).status_code == 404  # its page would use a CDN
+    health = httpx.get(default_server.url("/api/health")).json()
+    assert health["status"] == "ok" and health["model"] == "default" and health["workers"] == 1
+    assert health["max_upload"] == 2**20 and health["sample_rate"] == 44100
+
+
+# ---------------------------------------------------------------- restart
+def test_jobs_survive_a_restart_and_a_kill(mir1k_quality_clips, tmp_path):
+    data = tmp_path / "jobs"
+    first = Server(data, model="small")
+    try:
+        r = first.post(mir1k_quality_clips[0])
+        done_id = r.json()["id"]
+        assert first.wait(done_id)["status"] == "done"
+        before = {s: httpx.get(first.url(f"/api/jobs/{done_id}/{s}")).content
+                  for s in ("vocals", "accompaniment")}
+        pending = [first.post(clip).json()["id"] for clip in mir1k_quality_clips * 2]
+    finally:
+        first.stop(signal.SIGKILL)  # at once: the last uploads cannot have been separated
+    on_disk = {i: json.loads((data / "jobs" / i / "job.json").read_text())["status"] for i in pending}
+    assert set(on_disk.values()) & {"queued", "running"}, on_disk
+    half_upload = data / "jobs" / ("C" * 22)  # an upload cut off by the kill: no job.json
+    half_upload.mkdir()
+    (half_upload / ".upload.part").write_bytes(b"partial")
+
+    second = Server(data, model="small")
+    try:
+        assert not half_upload.exists()
+        job = httpx.get(second.url(f"/api/jobs/{done_id}")).json()
+        assert job["status"] == "done"
+        for stem, content in before.items():
+            assert httpx.get(second.url(f"/api/jobs/{done_id}/{stem}")).content == content
+        for job_id, clip in zip(pending, mir1k_quality_clips * 2):
+            job = second.wait(job_id)
+            assert job["status"] == "done", job
+            stems = stems_of(second, job_id, tmp_path)
+            assert stems["vocals"].shape == read_audio(clip).samples.shape
+            assert not (data / "jobs" / job_id / ".work").exists()
+        # one server per data directory: a second one is refused with one line
+        result = run_cli("serve", "--data-dir", data, "--port", str(free_port()), "-m", "small")
+        assert result.returncode == 1
+        assert result.stderr.strip() == f"vocalsep: error: {data}: another vocalsep server uses this data directory"
+    finally:
+        second.stop()
+
+
+# ---------------------------------------------------------------- acceptance 2
+@pytest.fixture(scope="module")
+def short_clips(mir1k_test_dir, tmp_path_factory) -> list[Path]:
+    """2-s cuts (from 1 s to 3 s) of 20 MIR-1K test clips, 16 kHz stereo wav."""
+    clips = sorted(mir1k_test_dir.glob("*.flac"))[::9][:20]
+    assert len(clips) == 20
+    folder = tmp_path_factory.mktemp("cuts")
+    cuts = []
+    for clip in clips:
+        samples, rate = sf.read(clip, start=16000, frames=32000, dtype="int16")
+        cuts.append(folder / f"{clip.stem}.wav")
+        sf.write(cuts[-1], samples, rate, subtype="PCM_16")
+    return cuts
+
+
+def test_twenty_concurrent_uploads_all_complete_while_health_answers(short_clips, tmp_path):
+    workers = 2
+    server = Server(tmp_path / "jobs", model="small", workers=workers)
+    health: list[tuple[float, int, dict]] = []  # (seconds to answer, status, body)
+    stop = threading.Event()
+
+    def watch() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                r = client.get(server.url("/api/health"))
+                health.append((time.monotonic() - started, r.status_code, r.json()))
+                time.sleep(0.05)
+
+    def upload_and_wait(clip: Path) -> tuple[Path, str, dict]:
+        with httpx.Client(timeout=30) as client:
+            r = server.post(clip, client=client)
+            assert r.status_code == 202, r.text
+            return clip, r.json()["id"], server.wait(r.json()["id"], client=client)
+
+    watcher = threading.Thread(target=watch)
+    try:
+        started = time.monotonic()
+        watcher.start()
+        with ThreadPoolExecutor(len(short_clips)) as pool:
+            results = list(pool.map(upload_and_wait, short_clips))
+        wall = time.monotonic() - started
+        stop.set()
+        watcher.join()
+        ids = [job_id for _, job_id, _ in results]
+        assert len(set(ids)) == 20
+        assert [job["status"] for _, _, job in results] == ["done"] * 20
+        for clip, job_id, _ in results:
+            stems = stems_of(server, job_id, tmp_path)
+            original = read_audio(clip).samples
+            assert stems["vocals"].shape == original.shape == (2, 32000)
+            assert np.abs(stems["vocals"] + stems["accompaniment"] - original).max() <= 2 * LSB
+        final = httpx.get(server.url("/api/health")).json()
+        assert final["jobs"] == {"queued": 0, "running": 0, "done": 20, "failed": 0}
+    finally:
+        stop.set()
+        server.stop()
+    latencies = [t for t, _, _ in health]
+    busy = [body for _, _, body in health if body["queued"] or body["running"]]
+    print(f"\n20 uploads of 2 s clips, {workers} workers: {wall:.1f} s wall; health answered "
+          f"{len(health)} times, {len(busy)} while busy, slowest {max(latencies) * 1000:.0f} ms")
+    assert all(status == 200 for _, status, _ in health)
+    assert len(busy) >= 5  # it kept answering while jobs waited and ran
+    assert max(latencies) < 2.0
+    assert max(b["running"] for b in busy) <= workers  # the pool is bounded
+    assert max(b["queued"] for b in busy) > 0  # and uploads waited for it

@@ -105,7 +105,12 @@ class Separator:
     @torch.no_grad()
     def separate(self, samples: np.ndarray, rate: int) -> dict[str, np.ndarray]:
         """``samples`` float32 ``(channels, n)`` at ``rate`` Hz → ``{"vocals", "accompaniment"}``,
-        each ``(channels, n)`` at ``rate`` Hz; vocals + accompaniment == samples."""
+        each ``(channels, n)`` at ``rate`` Hz; vocals + accompaniment == samples.
+
+        Raises ``ValueError`` (one line) for samples that are not a float ``(channels, n)``
+        array of finite values within :data:`vocalsep.audio.MAX_LEVEL`, or a rate that is not
+        a positive number of Hz."""
+        samples = check_samples(samples, rate)
         cfg = self.model.config
         n = samples.shape[1]
         # at least one full STFT window at the model's rate, so even one sample is handled
@@ -189,6 +194,25 @@ class Separator:
     def streamable(self) -> bool:
         """True if songs can be separated block by block with these options."""
         return self.options.reconstruct == "istft" and not self.options.wiener
+
+
+def check_samples(samples: np.ndarray, rate: float) -> np.ndarray:
+    """``samples`` as float32 ``(channels, n)``; ``ValueError`` saying what is wrong otherwise
+    (``rate`` must be a positive whole number of Hz, as int or float)."""
+    x = np.asarray(samples)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"samples must be shaped (channels, n), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"samples must be floating point (about ±1), got {x.dtype}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) \
+            or not 0 < float(rate) < np.inf or float(rate) % 1:
+        raise ValueError(f"rate must be a positive whole number of Hz, got {rate!r}")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise ValueError("samples contain NaN or infinite values")
+    if x.size and float(np.abs(x).max()) > audio_io.MAX_LEVEL:
+        raise ValueError(f"samples up to {float(np.abs(x).max()):.3g}, more than 200 dB above full scale")
+    return x
 
 
 def check_device(device: str) -> None:

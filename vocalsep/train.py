@@ -129,8 +129,14 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     history: list[dict] = []
     epoch, step_in_epoch, best, elapsed, running = 0, 0, math.inf, 0.0, []
     last = out / "last.pt"
+    for stale in out.glob(".*.part*"):  # temporaries of a run that was killed while saving
+        stale.unlink(missing_ok=True)
     if resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(last, map_location="cpu", weights_only=False)
+        except Exception as err:  # torch raises many kinds for a file that is not a checkpoint
+            first = (str(err).splitlines() or [type(err).__name__])[0][:100]
+            raise ValueError(f"{last}: not a usable checkpoint ({first}); --restart to start over") from None
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.rng.bit_generator.state = state["sampler_rng"]

@@ -51,7 +51,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
               force=args.force, device=args.device,
               options=dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
-                           full_band=args.full_band, wiener=args.wiener))
+                           full_band=args.full_band, wiener=args.wiener,
+                           precision=args.precision))
     show = not args.quiet and sys.stderr.isatty()
     overall = tqdm(total=len(inputs), desc="files", unit="file", disable=not show or len(inputs) < 2,
                    position=0)
@@ -185,7 +186,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             mask, reconstruct = variant.split("+") if "+" in variant else (variant, "istft")
             sep = Separator(name, SeparatorOptions(mask=mask, reconstruct=reconstruct,
                                                    threshold=args.threshold,
-                                                   full_band=args.full_band, wiener=args.wiener))
+                                                   full_band=args.full_band, wiener=args.wiener,
+                                                   precision=args.precision))
             label = name if args.variants == "soft" else f"{name} ({mask}, {reconstruct})"
             methods[label] = sep.separate
     report = evaluate(tracks, methods, protocol=protocol, baselines=not args.no_baselines)
@@ -260,13 +262,17 @@ def _iterations(value: str) -> int:
 
 
 def _add_post_processing(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``separate`` and ``evaluate``: full band, Wiener filtering."""
+    """Options shared by ``separate`` and ``evaluate``: full band, Wiener filtering, precision."""
     p.add_argument("--no-full-band", dest="full_band", action="store_false",
                    help="apply the mask at the model's rate (the vocals stop at its Nyquist, "
                         "8 kHz for 16 kHz models; all above goes to the accompaniment)")
     p.add_argument("--wiener", type=_iterations, nargs="?", const=1, default=0, metavar="N",
                    help="multichannel Wiener filtering with N EM iterations after masking "
                         "(--wiener alone: 1; default 0 = off)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="the model's arithmetic: auto = bfloat16 where the model offers it (the "
+                        "default model) and the CPU computes it natively (AVX512-BF16, AMX), "
+                        "else float32 (default: auto)")
 
 
 # ---------------------------------------------------------------- bench

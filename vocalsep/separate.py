@@ -39,6 +39,7 @@ from . import audio as audio_io
 from .filtering import wiener_from_mask
 from .masks import binarize, full_band_mask
 from .models import SeparationModel, load
+from .models.base import native_bfloat16
 from .spectral import griffin_lim, istft, stft
 
 STEMS = ("vocals", "accompaniment")
@@ -57,6 +58,9 @@ class SeparatorOptions:
     full_band: bool = True
     #: multichannel Wiener filter EM iterations after masking (0 = off)
     wiener: int = 0
+    #: number format of the model's arithmetic: float32, bfloat16 (models that offer it), or
+    #: auto (bfloat16 where the model offers it and the CPU computes it natively, else float32)
+    precision: str = "auto"
 
 
 class Separator:
@@ -80,6 +84,7 @@ class Separator:
         if int(self.options.wiener) != self.options.wiener or self.options.wiener < 0:
             raise ValueError("wiener must be a whole number of iterations >= 0")
         self.device = device
+        self.model.set_precision(choose_precision(self.options.precision, self.model, device))
 
     @property
     def rate(self) -> int:
@@ -223,6 +228,16 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: unknown device (cpu or cuda)")
     if not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device here (torch {torch.__version__}); use cpu")
+
+
+def choose_precision(precision: str, model: SeparationModel, device: str = "cpu") -> str:
+    """``precision`` itself, or for ``"auto"`` bfloat16 if ``model`` offers it and the CPU
+    computes it natively (:func:`~vocalsep.models.base.native_bfloat16`), else float32."""
+    if precision != "auto":
+        return precision
+    if device == "cpu" and "bfloat16" in model.precisions and native_bfloat16():
+        return "bfloat16"
+    return "float32"
 
 
 def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike,

@@ -56,6 +56,15 @@ def model_label(name: str) -> str:
     return f"vocalsep {name}"
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def split_precision(spec: str) -> tuple[str, str]:
+    """``"default:float32"`` → ``("default", "float32")``; without a precision suffix, ``auto``."""
+    name, _, precision = spec.rpartition(":")
+    return (name, precision) if name and precision in PRECISIONS else (spec, "auto")
+
+
 def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], list[str]]:
     """The methods that can run here, and a note for each one skipped."""
     from ..models import ModelError, load
@@ -64,7 +73,7 @@ def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], l
     notes: list[str] = []
     for name in models:
         try:
-            load(name)
+            load(split_precision(name)[0])
         except ModelError as err:
             notes.append(f"{model_label(name)}: skipped ({err})")
             continue
@@ -93,12 +102,13 @@ def _init_worker(threads: int) -> None:
 def _methods(specs: tuple[MethodSpec, ...]) -> dict:
     """Separation functions for ``specs``, built once per process."""
     if specs not in _METHODS:
-        from ..separate import Separator
+        from ..separate import Separator, SeparatorOptions
 
         methods = {}
         for label, kind, arg in specs:
             if kind == "model":
-                methods[label] = Separator(arg).separate
+                name, precision = split_precision(arg)
+                methods[label] = Separator(name, SeparatorOptions(precision=precision)).separate
             else:
                 from .spleeter import spleeter_separate
 
@@ -199,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate N clips spread evenly over the sorted list (default: all)")
     p.add_argument("--models", default="default,paper",
-                   help="comma-separated shipped model names or .pt files (default: %(default)s)")
+                   help="comma-separated shipped model names or .pt files, each optionally with "
+                        ":float32 or :bfloat16 (default precision: auto) (default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true", help="leave Spleeter 2stems out")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="processes working on clips in parallel (default: %(default)s)")

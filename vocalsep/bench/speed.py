@@ -1,6 +1,6 @@
 """End-to-end separation speed and peak memory: vocalsep's models next to Spleeter.
 
-    vocalsep bench speed [--minutes 3] [--models default,small,paper] [--no-spleeter]
+    vocalsep bench speed [--minutes 3] [--models default,default:float32,small,paper] [--no-spleeter]
         [--threads 2] [--song FILE] [--out DIR]
 
 Builds a test song (``--minutes`` of 44.1 kHz stereo 16-bit WAV: the stempeg example song, a
@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vocalsep bench speed", description=__doc__.splitlines()[0])
     p.add_argument("--minutes", default="3", help="song length(s) in minutes, comma-separated (e.g. 3,60)")
     p.add_argument("--song", type=Path, default=None, help="use this file instead of a built one")
-    p.add_argument("--models", default="default,small,paper")
+    p.add_argument("--models", default="default,default:float32,small,paper",
+                   help="comma-separated models, each optionally with :float32 or :bfloat16 "
+                        "(default precision: auto) (default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="write summary.md here")
@@ -109,12 +111,15 @@ def _seconds(song: Path) -> float:
 def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
     """Separate ``song`` with every method, each in a fresh process; label → timed() result."""
     from . import spleeter as sp
+    from .quality import split_precision
 
     runs: list[tuple[str, list[str]]] = []
-    for model in (m.strip() for m in args.models.split(",") if m.strip()):
-        runs.append((f"vocalsep -m {model}", [sys.executable, "-m", "vocalsep.cli", "separate",
-                                              str(song), "-m", model, "-o", str(tmp / model),
-                                              "-q", "--force"]))
+    for spec in (m.strip() for m in args.models.split(",") if m.strip()):
+        model, precision = split_precision(spec)
+        option = [] if precision == "auto" else ["--precision", precision]
+        runs.append((f"vocalsep -m {model} {' '.join(option)}".rstrip(),
+                     [sys.executable, "-m", "vocalsep.cli", "separate", str(song), "-m", model,
+                      *option, "-o", str(tmp / spec.replace(":", "-")), "-q", "--force"]))
     minutes = _seconds(song) / 60
     if not args.no_spleeter and minutes > args.spleeter_max_minutes:
         print(f"note: {SPLEETER} left out of the {minutes:.0f}-minute song (--spleeter-max-minutes)",

@@ -47,6 +47,9 @@ class SeparationModel(nn.Module):
     #: blocks are their segments
     stream_block: int = 256
     stream_context: int = 128
+    #: number formats :meth:`mask` can compute in (see :meth:`set_precision`)
+    precisions: tuple[str, ...] = ("float32",)
+    precision: str = "float32"
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -61,5 +64,22 @@ class SeparationModel(nn.Module):
         """Scalar loss for a batch of examples, each ``(batch, bins, example_frames)``."""
         raise NotImplementedError
 
+    def set_precision(self, precision: str) -> None:
+        """Compute masks in ``precision`` (one of :attr:`precisions`; training stays float32)."""
+        if precision not in self.precisions:
+            raise ValueError(f"precision {precision}: this model computes in "
+                             f"{', '.join(self.precisions)}")
+        self.precision = precision
+
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def native_bfloat16() -> bool:
+    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bfloat16
+    convolutions are faster than float32 ones rather than emulated and slower."""
+    try:
+        caps = torch.cpu.get_capabilities()
+    except Exception:  # older torch, or an unknown platform
+        return False
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))

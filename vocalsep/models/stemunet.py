@@ -20,6 +20,7 @@ has no energy the mask gets no gradient.
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 from pathlib import Path
@@ -63,19 +64,80 @@ class StemUNet(nn.Module):
         self.head = nn.Conv2d(1, channels, 4, dilation=2, padding=3)
 
     def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
-        x = magnitude
-        convs = []
-        for conv, norm in zip(self.encoders, self.encoder_norms):
-            c = conv(F.pad(x, (1, 2, 1, 2)))
-            convs.append(c)
-            x = F.leaky_relu(norm(c), 0.2)
-        # the deepest conv output (before its norm) starts the decoder; x is unused past here
-        y = convs.pop()
-        for i, (deconv, norm) in enumerate(zip(self.decoders, self.decoder_norms)):
-            if i:
-                y = torch.cat([convs.pop(), y], dim=1)
-            y = norm(F.relu(deconv(y)[:, :, 1:-2, 1:-2]))
-        return torch.sigmoid(self.head(y))
+        ups = [lambda y, d=d: d(y)[:, :, 1:-2, 1:-2] for d in self.decoders]
+        return _unet(magnitude, self, ups)
+
+
+def _unet(x: torch.Tensor, net: nn.Module, upsamplers: list) -> torch.Tensor:
+    """The U-Net's signal path over ``net``'s encoders, norms and head; ``upsamplers[i](y)`` is
+    decoder ``i``'s (cropped) transposed convolution."""
+    convs = []
+    for conv, norm in zip(net.encoders, net.encoder_norms):
+        c = conv(_tf_same(x))
+        convs.append(c)
+        x = F.leaky_relu(norm(c), 0.2)
+    # the deepest conv output (before its norm) starts the decoder; x is unused past here
+    y = convs.pop()
+    for i, (up, norm) in enumerate(zip(upsamplers, net.decoder_norms)):
+        if i:
+            y = torch.cat([convs.pop(), y], dim=1)
+        y = norm(F.relu(up(y)))
+    return torch.sigmoid(net.head(y))
+
+
+def _tf_same(x: torch.Tensor) -> torch.Tensor:
+    """TensorFlow's ``"same"`` padding for a stride-2 5×5 convolution: 1 before, 2 after."""
+    return F.pad(x, (1, 2, 1, 2))
+
+
+# --- fast inference --------------------------------------------------------------------------
+#: A stride-2 5×5 transposed convolution, cropped ``[1:-2]`` as :class:`StemUNet` does, is four
+#: ordinary 3×3 convolutions, one per output phase (even/odd row × even/odd column), interleaved
+#: by ``pixel_shuffle``: cropped output ``2n + q`` sums input rows ``n-1, n, n+1`` with the
+#: transposed kernel's taps ``_PHASE_TAPS[q]`` (None: no tap). Ordinary convolutions are 1.2×
+#: faster than transposed ones on CPU in float32, and the only fast ones in bfloat16.
+_PHASE_TAPS = ((3, 1, None), (4, 2, 0))
+
+
+def phase_conv(deconv: nn.ConvTranspose2d) -> nn.Conv2d:
+    """The 3×3 convolution (``4·out`` channels, padding 1) that, followed by
+    ``pixel_shuffle(·, 2)``, equals ``deconv(x)[:, :, 1:-2, 1:-2]``."""
+    w = deconv.weight.detach()  # (in, out, 5, 5)
+    phases = w.new_zeros(w.shape[1], 2, 2, w.shape[0], 3, 3)
+    for qy, rows in enumerate(_PHASE_TAPS):
+        for qx, cols in enumerate(_PHASE_TAPS):
+            for dy, ky in enumerate(rows):
+                for dx, kx in enumerate(cols):
+                    if ky is not None and kx is not None:
+                        phases[:, qy, qx, :, dy, dx] = w[:, :, ky, kx].T
+    conv = nn.Conv2d(w.shape[0], 4 * w.shape[1], 3, padding=1)
+    conv.weight.data = phases.reshape(-1, w.shape[0], 3, 3)
+    conv.bias.data = deconv.bias.detach().repeat_interleave(4)
+    return conv
+
+
+class InferenceStemUNet(nn.Module):
+    """A frozen copy of a :class:`StemUNet` for masks only: the same function, with each
+    transposed convolution replaced by its :func:`phase_conv`, computing in ``dtype`` (float32,
+    or bfloat16 where the CPU has native bfloat16 arithmetic: 2.5× faster there; on the stempeg
+    example its masks differ from float32's by 0.002 on average, 0.01 at the 99th percentile).
+    Takes and returns float32."""
+
+    def __init__(self, net: StemUNet, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        net = copy.deepcopy(net)  # a new dtype must not touch the weights being trained
+        self.encoders, self.encoder_norms = net.encoders, net.encoder_norms
+        self.decoder_norms, self.head = net.decoder_norms, net.head
+        self.phases = nn.ModuleList(phase_conv(d) for d in net.decoders)
+        self.dtype = dtype
+        self.to(dtype=dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
+
+    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
+        ups = [lambda y, c=c: F.pixel_shuffle(c(y), 2) for c in self.phases]
+        return _unet(magnitude.to(self.dtype), self, ups).float()
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 # --- Spleeter's weights --------------------------------------------------------------------
@@ -160,6 +222,7 @@ class StemUNetModel(SeparationModel):
 
     example_frames = 256
     target_frames = 256
+    precisions = ("float32", "bfloat16")
 
     def __init__(self, config: ModelConfig | None = None):
         config = config or ModelConfig(
@@ -181,6 +244,9 @@ class StemUNetModel(SeparationModel):
         self.register_buffer("band", torch.from_numpy((hz >= lo) & (hz <= hi)), persistent=False)
         # channels-last weights: ~1.25x faster convolutions on CPU (loading keeps the layout)
         self.net = StemUNet(channels=2).to(memory_format=torch.channels_last)
+        #: built inference networks: (dtype, weights' versions) → InferenceStemUNet (a plain
+        #: dict, so they are neither submodules nor saved)
+        self._inference: dict = {}
 
     @classmethod
     def from_spleeter(cls, folder: str | Path | None = None) -> "StemUNetModel":
@@ -199,19 +265,20 @@ class StemUNetModel(SeparationModel):
                     m.eval()
         return self
 
-    def channel_masks(self, mags: torch.Tensor) -> torch.Tensor:
+    def channel_masks(self, mags: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         """``(batch, 2, bins, frames)`` magnitudes (two channels) → a mask per channel, same
-        shape; the frames go through the network in one piece (padded to a multiple of 64)."""
+        shape; the frames go through the network (``net``, by default the trained
+        :attr:`net`) in one piece (padded to a multiple of 64)."""
         frames = mags.shape[-1]
         x = F.pad(mags[:, :, : self.net_bins], (0, (-frames) % 64)).transpose(2, 3)
         x = x.contiguous(memory_format=torch.channels_last)
-        low = self.net(x).transpose(2, 3)[..., :frames]  # (batch, 2, net_bins, frames)
+        low = (self.net if net is None else net)(x).transpose(2, 3)[..., :frames]  # (batch, 2, net_bins, frames)
         return self.extend(low)
 
-    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+    def forward(self, mix_mag: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         """``(batch, bins, frames)`` mono magnitude → ``(batch, bins, frames)`` mask in [0, 1]:
         the magnitude on both input channels, the two output masks averaged."""
-        return self.channel_masks(mix_mag.unsqueeze(1).expand(-1, 2, -1, -1)).mean(dim=1)
+        return self.channel_masks(mix_mag.unsqueeze(1).expand(-1, 2, -1, -1), net).mean(dim=1)
 
     def extend(self, low: torch.Tensor) -> torch.Tensor:
         """The network's mask ``(..., net_bins, frames)`` → all ``config.bins`` bins: above the
@@ -237,10 +304,11 @@ class StemUNetModel(SeparationModel):
         ``(2, bins, frames)`` input is the two channels of one song and gets a mask per channel.
         Cut into ``segment``-frame pieces, ``segments_per_batch`` at a time."""
         pair = self.stereo and mix_mag.shape[0] == 2
+        net = self.inference_net()
         if pair:
-            mags, run = mix_mag.unsqueeze(0), self.channel_masks
+            mags, run = mix_mag.unsqueeze(0), lambda x: self.channel_masks(x, net)
         else:
-            mags, run = mix_mag.unsqueeze(1), self.forward_mono_channel
+            mags, run = mix_mag.unsqueeze(1), lambda x: self(x[:, 0], net).unsqueeze(1)
         batch, channels, bins, frames = mags.shape
         count = math.ceil(frames / self.segment)
         x = F.pad(mags, (0, count * self.segment - frames))
@@ -252,6 +320,13 @@ class StemUNetModel(SeparationModel):
         masks = masks.reshape(batch, -1, bins, count * self.segment)[..., :frames]
         return masks[0] if pair else masks[:, 0]
 
-    def forward_mono_channel(self, mags: torch.Tensor) -> torch.Tensor:
-        """``(batch, 1, bins, frames)`` → ``(batch, 1, bins, frames)``: :meth:`forward`."""
-        return self(mags[:, 0]).unsqueeze(1)
+    def inference_net(self) -> nn.Module:
+        """:class:`InferenceStemUNet` of the current weights in :attr:`precision`, built once
+        and again whenever a weight changes (training, loading); the trained network itself
+        while training."""
+        if self.training:
+            return self.net
+        key = (self.precision, tuple(p._version for p in self.net.parameters()))
+        if key not in self._inference:
+            self._inference = {key: InferenceStemUNet(self.net, DTYPES[self.precision])}
+        return self._inference[key]

@@ -17,8 +17,12 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+#: control characters (a newline in a file name ...) escaped, so that an error stays one line
+_ESCAPES = {**{c: f"\\x{c:02x}" for c in (*range(32), 127)}, 9: "\\t", 10: "\\n", 13: "\\r"}
+
+
 def _fail(message: str) -> None:
-    print(f"vocalsep: error: {message}", file=sys.stderr, flush=True)
+    print(f"vocalsep: error: {message.translate(_ESCAPES)}", file=sys.stderr, flush=True)
 
 
 def _example_path() -> str:
@@ -386,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):  # file names that are not UTF-8 print escaped, not crash
+        sys.stdout.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if args.command == "evaluate" and not args.model:
         args.model = ["default"]

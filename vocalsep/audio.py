@@ -41,13 +41,18 @@ SOUNDFILE_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF",
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 
 
+#: control characters of a file name, escaped in messages (a newline would split the line)
+_ESCAPES = {**{c: f"\\x{c:02x}" for c in (*range(32), 127)}, 9: "\\t", 10: "\\n", 13: "\\r"}
+
+
 class AudioError(ValueError):
-    """A file could not be read or written; ``str()`` is one line naming the file."""
+    """A file could not be read or written; ``str()`` is one line naming the file (``path``
+    keeps the name as given; the message escapes its control characters)."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{self.path.translate(_ESCAPES)}: {problem}")
 
 
 @dataclass

@@ -106,7 +106,8 @@ def _separate_one(index: int, path: str, job: Job) -> FileResult:
                                            progress=lambda fraction: _PROGRESS(index, fraction))
     except (ValueError, OSError) as err:  # AudioError and ModelError are ValueErrors
         text = str(err)
-        result.error = text if path in text else f"{path}: {text}"
+        named = path in text or Path(getattr(err, "path", "") or ".") == Path(path)  # escaped names
+        result.error = text if named else f"{path}: {text}"
         return result
     import soundfile as sf
 

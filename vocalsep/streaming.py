@@ -72,6 +72,10 @@ class SeparationStream:
         self.model_stft = StreamingSTFT(cfg.n_fft, cfg.hop, heard)
         self.frames = torch.zeros(heard, cfg.bins, 0, dtype=torch.complex64)  # model-rate STFT
         self.frame0 = 0  # global index of self.frames[..., 0]
+        # frames computed since, appended to self.frames only when a model block needs them
+        # (one concatenation per model block rather than one per input block)
+        self.pending: list[torch.Tensor] = []
+        self.pending_frames = 0
         self.next_block = 0  # first model frame without a mask yet
         self.model_samples = 0
         if self.full_band:
@@ -145,7 +149,8 @@ class SeparationStream:
             frames = self.model_stft.feed(torch.from_numpy(at_model))
             if last:
                 frames = torch.cat([frames, self.model_stft.finish()], dim=-1)
-        self.frames = torch.cat([self.frames, frames], dim=-1)
+        self.pending.append(frames)
+        self.pending_frames += frames.shape[-1]
         if self.full_band:
             return self._full_band(block, last)
         masked = self._masked_blocks(last)
@@ -164,7 +169,11 @@ class SeparationStream:
         """``(first frame, mask (c, bins, k))`` of every block whose context is complete; while
         a block is yielded, its frames are still in ``self.frames``."""
         block, context = self.model.stream_block, self.model.stream_context
-        end = self.frame0 + self.frames.shape[-1]
+        end = self.frame0 + self.frames.shape[-1] + self.pending_frames
+        ready = self.next_block < end and (last or self.next_block + block + context <= end)
+        if ready and self.pending:
+            self.frames = torch.cat([self.frames, *self.pending], dim=-1)
+            self.pending, self.pending_frames = [], 0
         while self.next_block < end and (last or self.next_block + block + context <= end):
             f0 = self.next_block
             f1 = min(f0 + block, end)

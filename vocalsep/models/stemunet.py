@@ -94,26 +94,19 @@ def _tf_same(x: torch.Tensor) -> torch.Tensor:
 #: A stride-2 5×5 transposed convolution, cropped ``[1:-2]`` as :class:`StemUNet` does, is four
 #: ordinary 3×3 convolutions, one per output phase (even/odd row × even/odd column), interleaved
 #: by ``pixel_shuffle``: cropped output ``2n + q`` sums input rows ``n-1, n, n+1`` with the
-#: transposed kernel's taps ``_PHASE_TAPS[q]`` (None: no tap). Ordinary convolutions are 1.2×
-#: faster than transposed ones on CPU in float32, and the only fast ones in bfloat16.
-_PHASE_TAPS = ((3, 1, None), (4, 2, 0))
+#: transposed kernel's taps ``_PHASE_TAPS[q]`` (5: no tap, a zero). Ordinary convolutions are
+#: 1.2× faster than transposed ones on CPU in float32, and the only fast ones in bfloat16.
+_PHASE_TAPS = ((3, 1, 5), (4, 2, 0))
 
 
-def phase_conv(deconv: nn.ConvTranspose2d) -> nn.Conv2d:
-    """The 3×3 convolution (``4·out`` channels, padding 1) that, followed by
-    ``pixel_shuffle(·, 2)``, equals ``deconv(x)[:, :, 1:-2, 1:-2]``."""
-    w = deconv.weight.detach()  # (in, out, 5, 5)
-    phases = w.new_zeros(w.shape[1], 2, 2, w.shape[0], 3, 3)
-    for qy, rows in enumerate(_PHASE_TAPS):
-        for qx, cols in enumerate(_PHASE_TAPS):
-            for dy, ky in enumerate(rows):
-                for dx, kx in enumerate(cols):
-                    if ky is not None and kx is not None:
-                        phases[:, qy, qx, :, dy, dx] = w[:, :, ky, kx].T
-    conv = nn.Conv2d(w.shape[0], 4 * w.shape[1], 3, padding=1)
-    conv.weight.data = phases.reshape(-1, w.shape[0], 3, 3)
-    conv.bias.data = deconv.bias.detach().repeat_interleave(4)
-    return conv
+def phase_conv(deconv: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight ``(4·out, in, 3, 3)`` and bias of the 3×3 convolution that, padded by 1 and
+    followed by ``pixel_shuffle(·, 2)``, equals ``deconv(x)[:, :, 1:-2, 1:-2]``."""
+    w = F.pad(deconv.weight.detach(), (0, 1, 0, 1))  # (in, out, 6, 6): tap 5 is zero
+    taps = torch.tensor(_PHASE_TAPS)
+    w = w[:, :, taps][..., taps]  # (in, out, qy, dy, qx, dx)
+    weight = w.permute(1, 2, 4, 0, 3, 5).reshape(-1, w.shape[0], 3, 3).contiguous()
+    return weight, deconv.bias.detach().repeat_interleave(4)
 
 
 class InferenceStemUNet(nn.Module):
@@ -128,12 +121,15 @@ class InferenceStemUNet(nn.Module):
         net = copy.deepcopy(net)  # a new dtype must not touch the weights being trained
         self.encoders, self.encoder_norms = net.encoders, net.encoder_norms
         self.decoder_norms, self.head = net.decoder_norms, net.head
-        self.phases = nn.ModuleList(phase_conv(d) for d in net.decoders)
+        phases = [phase_conv(d) for d in net.decoders]
+        self.phase_weights = nn.ParameterList(w for w, _ in phases)
+        self.phase_biases = nn.ParameterList(b for _, b in phases)
         self.dtype = dtype
         self.to(dtype=dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
 
     def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
-        ups = [lambda y, c=c: F.pixel_shuffle(c(y), 2) for c in self.phases]
+        ups = [lambda y, w=w, b=b: F.pixel_shuffle(F.conv2d(y, w, b, padding=1), 2)
+               for w, b in zip(self.phase_weights, self.phase_biases)]
         return _unet(magnitude.to(self.dtype), self, ups).float()
 
 

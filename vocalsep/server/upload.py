@@ -34,6 +34,10 @@ def too_large(limit: int) -> UploadError:
     return UploadError(413, f"file too large: the limit is {limit / 2**20:g} MB")
 
 
+def malformed(err: Exception) -> UploadError:
+    return UploadError(400, f"malformed multipart body ({str(err)[:80]})")
+
+
 def check_declared_size(request: Request, limit: int) -> None:
     """Refuse a body whose ``Content-Length`` already says it is over the limit."""
     declared = request.headers.get("content-length")
@@ -92,11 +96,14 @@ async def receive_file(request: Request, dest: Path, limit: int) -> str:
     def on_end() -> None:
         state["ended"] = True
 
-    parser = MultipartParser(params[b"boundary"], {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
-        "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-        "on_part_end": on_part_end, "on_end": on_end})
+    try:
+        parser = MultipartParser(params[b"boundary"], {
+            "on_part_begin": on_part_begin, "on_header_field": on_header_field,
+            "on_header_value": on_header_value, "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+            "on_part_end": on_part_end, "on_end": on_end})
+    except FormParserError as err:  # a boundary it refuses (over 256 bytes)
+        raise malformed(err) from None
     received = 0
     with open(dest, "wb") as out:
         try:
@@ -111,7 +118,7 @@ async def receive_file(request: Request, dest: Path, limit: int) -> str:
                     await run_in_threadpool(out.write, data)
             parser.finalize()
         except FormParserError as err:
-            raise UploadError(400, f"malformed multipart body ({str(err)[:80]})") from None
+            raise malformed(err) from None
         except ClientDisconnect:
             raise UploadError(400, "the upload was interrupted") from None
     if not state["found"]:

@@ -78,8 +78,10 @@ async def receive_file(request: Request, dest: Path, limit: int) -> str:
 
     def on_headers_finished() -> None:
         _, disposition = parse_options_header(state["headers"].get(b"content-disposition"))
-        state["is_file"] = disposition.get(b"name") == FIELD.encode() and not state["found"]
+        state["is_file"] = disposition.get(b"name") == FIELD.encode()
         if state["is_file"]:
+            if state["found"]:  # taking one and dropping the other would lose a song silently
+                raise UploadError(400, "more than one 'file' field in the form (one song per upload)")
             state["found"] = True
             state["filename"] = disposition.get(b"filename", b"").decode("utf-8", "replace")
 

@@ -18,6 +18,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .timing import stage
+
 #: file name endings taken from folders (a named file is always tried, whatever its name)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3", ".m4a", ".aac", ".mp4", ".opus")
 
@@ -85,7 +87,8 @@ def _init(job: Job, progress_queue=None, callback: Callable[[int, float], None] 
 
     if job.threads:
         torch.set_num_threads(job.threads)
-    _SEPARATOR = Separator(job.model, SeparatorOptions(**job.options), device=job.device)
+    with stage("load"):
+        _SEPARATOR = Separator(job.model, SeparatorOptions(**job.options), device=job.device)
     if progress_queue is not None:
         _PROGRESS = lambda index, fraction: progress_queue.put((index, fraction))  # noqa: E731
     else:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 SPLEETER = "Spleeter 2stems"
-STAGES = ("decode", "resample", "stft", "model", "istft", "encode")
+from ..timing import STAGES
 
 
 def make_song(path: Path, minutes: float) -> Path:
@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [float(m) for m in args.minutes.split(",") if m.strip()]
     lines = [f"{args.threads} thread(s) per process; wall time includes start-up, decoding and "
              "writing both stems; peak memory = the process's peak resident set.", "",
-             "Stage columns: seconds spent in decode, resample, STFT, model, iSTFT and encode "
-             "(writing); the rest is start-up (imports, loading the model) and glue.", "",
+             "Stage columns: seconds spent loading the model, in decode, resample, STFT, model, "
+             "iSTFT and encode (writing); the rest is start-up (Python, imports), masking and "
+             "glue.", "",
              "| song | method | wall (s) | × real time | peak memory (MB) | "
              + " | ".join(STAGES) + " | start-up, other | time / Spleeter's |",
              "|---|---|---:|---:|---:|" + "---:|" * (len(STAGES) + 2)]

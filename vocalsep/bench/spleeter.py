@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m vocalsep.bench.spleeter SONG OUT", file=sys.stderr)
         return 2
+    with stage("load"):
+        _shared()
     audio = audio_io.read_audio(args[0])
     stems = spleeter_separate(audio.samples, audio.rate)
     targets = output_paths(args[0], args[1])

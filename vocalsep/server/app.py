@@ -10,9 +10,10 @@
 ``GET  /api/jobs/{id}/spectrogram/{input|vocals}.png``
 =======================================  ===================================================
 
-Errors are JSON ``{"detail": "<one line>"}``: 400 (malformed form, empty file), 404 (no such
-job), 409 (stems asked for before the job is done), 413 (over the upload limit), 415 (not
-audio vocalsep can read: the message is the reader's own, about the upload's name).
+Errors are JSON ``{"detail": "<one line>"}``: 400 (malformed form, empty file, a query
+parameter that does not parse), 404 (no such job), 409 (stems asked for before the job is
+done), 413 (over the upload limit), 415 (not audio vocalsep can read: the message is the
+reader's own, about the upload's name).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -86,6 +88,15 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     @app.exception_handler(UnknownJob)
     async def unknown_job(request: Request, exc: UnknownJob) -> JSONResponse:
         return JSONResponse({"detail": "no such job"}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer is 422 with a list of dicts; ours is one line like every error
+        errors = exc.errors()
+        where = errors[0].get("loc", ()) if errors else ()
+        what = " ".join(str(errors[0].get("msg", "")).split()) if errors else "invalid request"
+        name = f" parameter {where[-1]!r}" if where else ""
+        return JSONResponse({"detail": f"invalid{name}: {what}"}, status_code=400)
 
     @app.exception_handler(UploadError)
     async def refused(request: Request, exc: UploadError) -> JSONResponse:

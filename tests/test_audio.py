@@ -11,7 +11,7 @@ import soundfile as sf
 from badfiles import BAD_FILES
 from conftest import tone
 from vocalsep import audio
-from vocalsep.audio import AudioError, prepare_output, read_audio, resample, write_audio
+from vocalsep.audio import AudioError, StemWriter, prepare_output, read_audio, resample, write_audio
 
 RATES = [8000, 11025, 16000, 22050, 44100, 48000, 96000, 192000]
 
@@ -318,6 +318,32 @@ def test_write_applies_clip_modes(tmp_path):
     np.testing.assert_allclose(clamped, np.clip(x, -1, 1), atol=1e-4)
     floats = read_audio(write_audio(tmp_path / "f.wav", x, 8000, bits="float", clip="none")).samples
     np.testing.assert_array_equal(floats, x)
+
+
+@pytest.mark.parametrize("ext,bits,clip", [("wav", "16", "rescale"), ("flac", "24", "rescale"),
+                                           ("wav", "float", "rescale"), ("wav", "16", "clamp"),
+                                           ("wav", "float", "none"), ("aiff", "16", "rescale")])
+def test_stem_writer_rescales_a_song_that_goes_over_full_scale_late(tmp_path, ext, bits, clip):
+    """Blocks are written straight into the final format while they stay within full scale;
+    a later block over it makes the whole song be rescaled by its peak all the same (or
+    clamped, or kept as float), and a stem that stays within full scale is written as given."""
+    rng = np.random.default_rng(0)
+    quiet = (rng.uniform(-0.9, 0.9, (2, 30_000))).astype(np.float32)
+    loud = quiet.copy()
+    loud[:, 25_000] = [1.6, -0.4]  # the peak arrives in the last block
+    paths = {"loud": tmp_path / f"loud.{ext}", "quiet": tmp_path / f"quiet.{ext}"}
+    with StemWriter(paths, 16_000, 2, bits, clip) as writer:
+        for i in range(0, 30_000, 10_000):
+            writer.write({"loud": loud[:, i:i + 10_000], "quiet": quiet[:, i:i + 10_000]})
+        writer.finish()
+    expected = {"rescale": loud / 1.6, "clamp": np.clip(loud, -1, 1), "none": loud}[clip]
+    step = {"16": 2 / 2 ** 15, "24": 2 / 2 ** 23, "float": 1e-7}[bits]
+    tolerance = step
+    got = read_audio(paths["loud"]).samples
+    assert got.shape == loud.shape
+    np.testing.assert_allclose(got, expected, atol=tolerance)
+    np.testing.assert_allclose(read_audio(paths["quiet"]).samples, quiet, atol=tolerance)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
 
 
 # ---------------------------------------------------------------- resampling

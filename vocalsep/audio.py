@@ -22,6 +22,7 @@ from glob import escape as glob_escape
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ MAX_CHANNELS = 32
 MAX_LEVEL = 1e10
 FFMPEG_FORMATS = {"mp3": "mp3", "m4a": "ipod", "aac": "adts", "mp4": "mp4", "opus": "opus"}
 SOUNDFILE_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "aif": "AIFF"}
+#: lossless formats written straight into their final form while no sample needs rescaling
+DIRECT_FORMATS = ("wav", "flac", "aiff", "aif")
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 
 
@@ -331,14 +334,17 @@ class StemWriter:
             if path.parent.is_dir():
                 for stale in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
                     stale.unlink(missing_ok=True)
-        self.files: dict[str, sf.SoundFile] = {}
-        self.raw: dict[str, str] = {}
+        #: clip handling applied when encoding (float output may keep values beyond 1)
+        self.mode = "none" if bits == "float" and clip == "none" else clip
+        self.files: dict[str, sf.SoundFile] = {}  # every open file, by its temporary's path
+        self.direct: dict[str, str] = {}  # stem → its final-format temporary, written as we go
+        self.raw: dict[str, str] = {}  # stem → float temporary, encoded at the end
         for stem, path in self.targets.items():
             try:
-                tmp = self._temp(path, ".raw.part")
-                self.raw[stem] = tmp
-                self.files[stem] = sf.SoundFile(os.fsencode(tmp), "w", rate, self.channels[stem],
-                                                subtype="FLOAT", format="WAV")
+                if path.suffix.lower().lstrip(".") in DIRECT_FORMATS:
+                    self.direct[stem] = self._open(self._temp(path, ".part"), stem, final=True)
+                else:
+                    self.raw[stem] = self._open(self._temp(path, ".raw.part"), stem, final=False)
             except BaseException as err:
                 self.abort()
                 if isinstance(err, AudioError):
@@ -364,13 +370,33 @@ class StemWriter:
         with stage("encode"):
             self._write(blocks)
 
+    def _open(self, tmp: str, stem: str, final: bool) -> str:
+        """Open ``tmp`` for ``stem``: in the target's own format (``final``) or float WAV."""
+        if final:
+            ext = self.targets[stem].suffix.lower().lstrip(".")
+            fmt, subtype = SOUNDFILE_FORMATS[ext], SUBTYPES[self.bits]
+        else:
+            fmt, subtype = "WAV", "FLOAT"
+        self.files[tmp] = sf.SoundFile(os.fsencode(tmp), "w", self.rate, self.channels[stem],
+                                       subtype=subtype, format=fmt)
+        return tmp
+
     def _write(self, blocks: dict[str, np.ndarray]) -> None:
         for stem, block in blocks.items():
             if not np.isfinite(block).all():
                 raise AudioError(self.targets[stem], "refusing to write NaN or infinite samples")
-            self.peaks[stem] = max(self.peaks[stem], float(np.abs(block).max(initial=0.0)))
+            peak = float(np.abs(block).max(initial=0.0))
+            self.peaks[stem] = max(self.peaks[stem], peak)
             try:
-                self.files[stem].write(np.ascontiguousarray(block.T))
+                if stem in self.direct and stem not in self.raw:
+                    if self.mode == "rescale" and peak > 1.0:
+                        # the song must be scaled down after all: the rest goes to a float file
+                        self.raw[stem] = self._open(self._temp(self.targets[stem], ".raw.part"),
+                                                    stem, final=False)
+                    else:
+                        self.files[self.direct[stem]].write(np.ascontiguousarray(_clipped(block.T, self.mode)))
+                        continue
+                self.files[self.raw[stem]].write(np.ascontiguousarray(block.T))
             except (OSError, sf.LibsndfileError, RuntimeError) as err:
                 raise AudioError(self.targets[stem], f"cannot write ({_write_reason(err)})") from None
 
@@ -384,7 +410,12 @@ class StemWriter:
             f.close()
         ready = []
         for stem, path in self.targets.items():
-            ready.append((self._encode(stem, path), path))
+            try:
+                tmp = self._encode(stem, path) if stem in self.raw else self.direct[stem]
+                os.chmod(tmp, 0o666 & ~_umask())
+            except OSError as err:
+                raise AudioError(path, f"cannot write ({_write_reason(err)})") from None
+            ready.append((tmp, path))
         for tmp, path in ready:
             os.replace(tmp, path)
             self.temps.remove(tmp)
@@ -393,37 +424,39 @@ class StemWriter:
         return [path for _, path in ready]
 
     def _encode(self, stem: str, path: Path) -> str:
+        """A new final temporary for ``stem`` from what it has so far: the part already in its
+        format (if it had to switch to a float file) and its float file, scaled and clipped."""
         peak = self.peaks[stem]
-        clip = "none" if self.bits == "float" and self.clip == "none" else self.clip
-        scale = 1.0 / peak if clip == "rescale" and peak > 1.0 else 1.0
+        scale = 1.0 / peak if self.mode == "rescale" and peak > 1.0 else 1.0
         ext = path.suffix.lower().lstrip(".")
+        sources = [self.direct[stem]] if stem in self.direct else []
+        sources.append(self.raw[stem])
+        blocks = (block * scale for src in sources
+                  for block in sf.blocks(os.fsencode(src), BLOCK, dtype="float32", always_2d=True))
         tmp = self._temp(path, ".part")
         try:
-            with sf.SoundFile(os.fsencode(self.raw[stem])) as src:
-                if ext in SOUNDFILE_FORMATS:
-                    subtype = "VORBIS" if ext == "ogg" else SUBTYPES[self.bits]
-                    with sf.SoundFile(os.fsencode(tmp), "w", self.rate, self.channels[stem], subtype=subtype,
-                                      format=SOUNDFILE_FORMATS[ext]) as dst:
-                        for block in src.blocks(BLOCK, dtype="float32", always_2d=True):
-                            dst.write(_clipped(block * scale, clip))
-                else:
-                    self._encode_ffmpeg(src, tmp, FFMPEG_FORMATS[ext], path, scale, clip,
-                                        self.channels[stem])
-            os.chmod(tmp, 0o666 & ~_umask())
+            if ext in SOUNDFILE_FORMATS:
+                subtype = "VORBIS" if ext == "ogg" else SUBTYPES[self.bits]
+                with sf.SoundFile(os.fsencode(tmp), "w", self.rate, self.channels[stem], subtype=subtype,
+                                  format=SOUNDFILE_FORMATS[ext]) as dst:
+                    for block in blocks:
+                        dst.write(_clipped(block, self.mode))
+            else:
+                self._encode_ffmpeg(blocks, tmp, FFMPEG_FORMATS[ext], path, self.channels[stem])
         except (OSError, sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(path, f"cannot write ({_write_reason(err)})") from None
         return tmp
 
-    def _encode_ffmpeg(self, src: sf.SoundFile, tmp: str, fmt: str, path: Path, scale: float,
-                       clip: str, channels: int) -> None:
+    def _encode_ffmpeg(self, blocks: Iterator[np.ndarray], tmp: str, fmt: str, path: Path,
+                       channels: int) -> None:
         if shutil.which("ffmpeg") is None:
             raise AudioError(path, "writing this format needs ffmpeg, which is not installed")
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(self.rate),
                "-ac", str(channels), "-i", "-", "-ar", str(self.rate), "-f", fmt, tmp]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            for block in src.blocks(BLOCK, dtype="float32", always_2d=True):
-                proc.stdin.write(np.ascontiguousarray(_clipped(block * scale, clip), dtype="<f4").tobytes())
+            for block in blocks:
+                proc.stdin.write(np.ascontiguousarray(_clipped(block, self.mode), dtype="<f4").tobytes())
             proc.stdin.close()
             err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:

@@ -117,6 +117,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not valid_tracks:
         _fail(f"{args.data[0]}: not a MUSDB18 root, so --valid DIR is needed for model selection")
         return EXIT_ERROR
+    import torch
+
+    torch.manual_seed(args.seed)  # the initial weights too: the same --seed, the same run
     model = _initial_model(args.arch, args.init, args.stereo)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,

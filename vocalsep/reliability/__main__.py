@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         step("kill -9 a batch", campaign.kill_batch, work / "kill-batch", kills=5 if args.full else 1,
              model=args.model)
         step("kill -9 training", campaign.kill_train, work / "kill-train", kills=4 if args.full else 1,
+             epochs=6 if args.full else 4,
              reference=args.full)
     print()
     print(campaign.report(results))

@@ -504,14 +504,16 @@ def _run_and_kill(args: list, at: float | Callable[[], bool], timeout: float = 6
     return False, proc.communicate()[1]
 
 
-def _timed(args: list, out: Path, timeout: float = 900) -> tuple[int | None, str, float, float]:
-    """Run ``vocalsep ARGS``: (exit code, stderr, seconds until the first file appeared under
-    ``out``, seconds in all)."""
+def _timed(args: list, out: Path, timeout: float = 900,
+           ready: Callable[[Path], bool] = lambda out: out.exists() and any(out.rglob("*.part")),
+           ) -> tuple[int | None, str, float, float]:
+    """Run ``vocalsep ARGS``: (exit code, stderr, seconds until ``ready(out)`` (default: a
+    temporary file appeared under ``out``), seconds in all)."""
     proc = _popen(args)
     started = time.monotonic()
     first = None
     while proc.poll() is None and time.monotonic() - started < timeout:
-        if first is None and out.exists() and any(out.rglob("*.part")):
+        if first is None and ready(out):
             first = time.monotonic() - started
         time.sleep(0.01)
     if proc.poll() is None:
@@ -667,18 +669,22 @@ def kill_train(work: Path, kills: int = 2, seed: int = 0, epochs: int = 4, steps
     args = ["train", "unet", "--data", train_dir, "--valid", valid_dir, "--epochs", str(epochs),
             "--steps-per-epoch", str(steps), "--batch-size", "4", "--threads", "1", "-q"]
     results = []
-    span = 0.0
+    startup = per_epoch = 0.0
     if reference:
-        started = time.monotonic()
-        ref = vocalsep(*args, "--out", work / "reference", timeout=900)
-        span = time.monotonic() - started
-        if ref.returncode != 0:
+        code, stderr, first, total = _timed([*args, "--out", work / "reference"], work / "reference",
+                                            ready=lambda out: (out / "history.csv").exists())
+        if code != 0:
             return [Result("kill -9", "training", "faults", "resumes", "reference run failed",
-                           [ref.stderr.strip()[-200:]])]
+                           [stderr.strip()[-200:]])]
+        per_epoch = (total - first) / max(1, epochs - 1)
+        startup = max(0.0, first - per_epoch)
     run = work / "run"
     for k in range(kills):
-        if span:  # a random moment of a run, or (first) right after its first checkpoint
-            when: float | Callable[[], bool] = rng.uniform(0.3, 0.95) * span
+        done = len(_history(run)) if (run / "history.csv").exists() else 0
+        if done == epochs:
+            break
+        if reference:  # a random moment of what is left: start-up and the remaining epochs
+            when: float | Callable[[], bool] = rng.uniform(0, 0.9 * (startup + (epochs - done) * per_epoch))
             label = f"at {when:.1f} s"
         else:
             before = _history(run) if (run / "history.csv").exists() else []
@@ -706,7 +712,8 @@ def kill_train(work: Path, kills: int = 2, seed: int = 0, epochs: int = 4, steps
         problems.append("losses differ from the uninterrupted run")
     problems += [f"left in the run folder: {p.name}" for p in run.glob(".*")]
     results.append(Result("kill -9", "training, rerun", "faults", "resumes from the checkpoint",
-                          f"resumed at epoch {len(kept) + 1}, finished {len(history)} epochs"
+                          (f"resumed at epoch {len(kept) + 1}, finished {len(history)} epochs" if len(kept) < epochs
+                           else f"nothing left to do, {len(history)} epochs")
                           + (", losses equal to the uninterrupted run" if reference and not problems else ""),
                           problems))
     return results

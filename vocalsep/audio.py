@@ -7,11 +7,17 @@ wav/flac/ogg/aiff are read with soundfile; anything else (mp3, m4a, aac, mp4 ...
 Files are also streams of blocks (:class:`AudioSource`, :class:`StemWriter`), so that memory
 stays at a few blocks whatever a file's length; :func:`read_audio` and
 :func:`write_audio_files` are the whole-signal forms of the same code. Writing is
-all-or-nothing: the stems go to float32 temporary files beside their targets while the peak is
-tracked; :meth:`StemWriter.finish` then encodes each into its format (with the clip handling:
-rescale by the peak, or clamp) under a second temporary name and only renames them into place
-when all are complete. An error or an interruption removes every temporary file and leaves
-whatever was there before untouched.
+all-or-nothing: each stem goes to a temporary file beside its target while its peak is
+tracked. A WAV/FLAC/AIFF stem is written straight into its format while it stays within full
+scale; any other stem, or one that goes over full scale (and is to be rescaled by its peak),
+continues in a float32 temporary that :meth:`StemWriter.finish` encodes at the end (with the
+clip handling: rescale by the peak, or clamp). Only when every stem is complete are they renamed
+into place. An error or an interruption removes every temporary file and leaves whatever was
+there before untouched.
+
+ffmpeg and ffprobe only open local files (``file:`` paths, no other protocol) with the demuxers
+of :data:`FFMPEG_DEMUXERS`, so a playlist or a reference file disguised as audio cannot make
+them read other files or URLs.
 """
 from __future__ import annotations
 
@@ -39,6 +45,10 @@ MAX_CHANNELS = 32
 MAX_LEVEL = 1e10
 FFMPEG_FORMATS = {"mp3": "mp3", "m4a": "ipod", "aac": "adts", "mp4": "mp4", "opus": "opus"}
 SOUNDFILE_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "aif": "AIFF"}
+#: the only demuxers ffmpeg/ffprobe may use on an input (mov covers mp4/m4a, ogg covers opus)
+FFMPEG_DEMUXERS = "mp3,mov,ogg,aac,wav,flac,aiff,matroska,asf,w64"
+#: ffmpeg/ffprobe options before an input: local files only, known audio containers only
+FFMPEG_INPUT = ["-protocol_whitelist", "file,pipe", "-format_whitelist", FFMPEG_DEMUXERS]
 #: lossless formats written straight into their final form while no sample needs rescaling
 DIRECT_FORMATS = ("wav", "flac", "aiff", "aif")
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
@@ -90,9 +100,12 @@ def _check_readable(path: Path) -> None:
 
 def _ffprobe(path: Path) -> tuple[int, int, float | None]:
     """(rate, channels, duration in s or None) of the first audio stream, via ffprobe."""
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels,duration", "-of", "json", "--", str(path)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    cmd = ["ffprobe", "-v", "error", *FFMPEG_INPUT, "-select_streams", "a:0", "-show_entries",
+           "stream=sample_rate,channels,duration", "-of", "json", _ffmpeg_url(path)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AudioError(path, "not a readable audio file (ffprobe gave no answer in 60 s)") from None
     streams = json.loads(out.stdout or "{}").get("streams", []) if out.returncode == 0 else []
     if not streams:
         raise AudioError(path, "not a readable audio file (no audio stream found)")
@@ -101,6 +114,11 @@ def _ffprobe(path: Path) -> tuple[int, int, float | None]:
     except (TypeError, ValueError):
         duration = None
     return int(streams[0]["sample_rate"]), int(streams[0]["channels"]), duration
+
+
+def _ffmpeg_url(path: Path) -> str:
+    """``path`` as an ffmpeg input that is always a local file (never ``http:``, ``pipe:`` ...)."""
+    return "file:" + os.path.abspath(path)
 
 
 #: libsndfile's header log when a WAV 'data' / AIFF 'SSND' chunk is longer than the file
@@ -277,9 +295,12 @@ class AudioSource:
             raise AudioError(self.path, f"could not be decoded ({_sf_reason(err)})") from None
 
     def _ffmpeg_blocks(self, size: int) -> Iterator[np.ndarray]:
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:a:0",
-               "-f", "f32le", "-acodec", "pcm_f32le", "-"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", *FFMPEG_INPUT, "-i", _ffmpeg_url(self.path),
+               "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+        # stderr to a file, not a pipe: a corrupt file can make ffmpeg log more than a pipe
+        # holds, and it would then wait for us while we wait for its samples
+        log = tempfile.TemporaryFile()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
         try:
             width = 4 * self.channels
             rest = b""
@@ -292,15 +313,15 @@ class AudioSource:
                 rest = chunk[whole:]
                 if whole:
                     yield np.frombuffer(chunk[:whole], dtype="<f4").reshape(-1, self.channels).T.copy()
-            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
             if proc.wait() != 0:
+                err = _tail(log)
                 raise AudioError(self.path, "could not be decoded" + (f" ({err[-1][:120]})" if err else ""))
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             proc.stdout.close()
-            proc.stderr.close()
+            log.close()
 
 
 class StemWriter:
@@ -334,8 +355,6 @@ class StemWriter:
             if path.parent.is_dir():
                 for stale in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
                     stale.unlink(missing_ok=True)
-        #: clip handling applied when encoding (float output may keep values beyond 1)
-        self.mode = "none" if bits == "float" and clip == "none" else clip
         self.files: dict[str, sf.SoundFile] = {}  # every open file, by its temporary's path
         self.direct: dict[str, str] = {}  # stem → its final-format temporary, written as we go
         self.raw: dict[str, str] = {}  # stem → float temporary, encoded at the end
@@ -389,12 +408,15 @@ class StemWriter:
             self.peaks[stem] = max(self.peaks[stem], peak)
             try:
                 if stem in self.direct and stem not in self.raw:
-                    if self.mode == "rescale" and peak > 1.0:
+                    if self.clip == "rescale" and peak > 1.0:
                         # the song must be scaled down after all: the rest goes to a float file
                         self.raw[stem] = self._open(self._temp(self.targets[stem], ".raw.part"),
                                                     stem, final=False)
+                        if not self.files[self.direct[stem]].frames:
+                            # nothing in it yet (an empty FLAC could not even be read back)
+                            self.files[self.direct.pop(stem)].close()
                     else:
-                        self.files[self.direct[stem]].write(np.ascontiguousarray(_clipped(block.T, self.mode)))
+                        self.files[self.direct[stem]].write(np.ascontiguousarray(_clipped(block.T, self.clip)))
                         continue
                 self.files[self.raw[stem]].write(np.ascontiguousarray(block.T))
             except (OSError, sf.LibsndfileError, RuntimeError) as err:
@@ -427,7 +449,7 @@ class StemWriter:
         """A new final temporary for ``stem`` from what it has so far: the part already in its
         format (if it had to switch to a float file) and its float file, scaled and clipped."""
         peak = self.peaks[stem]
-        scale = 1.0 / peak if self.mode == "rescale" and peak > 1.0 else 1.0
+        scale = 1.0 / peak if self.clip == "rescale" and peak > 1.0 else 1.0
         ext = path.suffix.lower().lstrip(".")
         sources = [self.direct[stem]] if stem in self.direct else []
         sources.append(self.raw[stem])
@@ -440,7 +462,7 @@ class StemWriter:
                 with sf.SoundFile(os.fsencode(tmp), "w", self.rate, self.channels[stem], subtype=subtype,
                                   format=SOUNDFILE_FORMATS[ext]) as dst:
                     for block in blocks:
-                        dst.write(_clipped(block, self.mode))
+                        dst.write(_clipped(block, self.clip))
             else:
                 self._encode_ffmpeg(blocks, tmp, FFMPEG_FORMATS[ext], path, self.channels[stem])
         except (OSError, sf.LibsndfileError, RuntimeError) as err:
@@ -453,18 +475,19 @@ class StemWriter:
             raise AudioError(path, "writing this format needs ffmpeg, which is not installed")
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(self.rate),
                "-ac", str(channels), "-i", "-", "-ar", str(self.rate), "-f", fmt, tmp]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        log = tempfile.TemporaryFile()  # not a pipe: see AudioSource._ffmpeg_blocks
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=log)
         try:
             for block in blocks:
-                proc.stdin.write(np.ascontiguousarray(_clipped(block, self.mode), dtype="<f4").tobytes())
+                proc.stdin.write(np.ascontiguousarray(_clipped(block, self.clip), dtype="<f4").tobytes())
             proc.stdin.close()
-            err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
-                raise AudioError(path, "ffmpeg could not encode: " + err[-120:])
+                raise AudioError(path, "ffmpeg could not encode: " + " ".join(_tail(log))[-120:])
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            log.close()
 
     def abort(self) -> None:
         """Remove every temporary file (the targets are untouched)."""
@@ -486,6 +509,13 @@ class StemWriter:
 
     def __exit__(self, *exc) -> None:
         self.abort()
+
+
+def _tail(log, size: int = 4096) -> list[str]:
+    """The last lines of a process's log file (at most ``size`` bytes of it)."""
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - size))
+    return log.read().decode(errors="replace").strip().splitlines()
 
 
 def _clipped(block: np.ndarray, clip: str) -> np.ndarray:

@@ -9,7 +9,6 @@ import torch
 
 from conftest import run_cli, snr_db
 from vocalsep.models import build, load
-from vocalsep.models.base import native_bfloat16
 from vocalsep.models.stemunet import InferenceStemUNet, phase_conv
 from vocalsep.separate import Separator, SeparatorOptions, choose_precision
 from vocalsep.spectral import stft
@@ -78,26 +77,44 @@ def test_bfloat16_vocals_of_a_real_song_match_float32(example_song):
 
 
 def test_inference_network_follows_weight_changes():
+    """The inference copy is rebuilt after an in-place weight change (as an optimizer step makes),
+    a norm statistic change, loading, and a cast; it is neither a submodule nor saved."""
     model = build("stemunet", params={"stereo": True}).eval()
     mag = torch.rand(2, 2049, 64) * 4
-    before = model.mask(mag)
+
+    def fresh_mask() -> torch.Tensor:
+        other = build("stemunet", params={"stereo": True}).eval()
+        other.load_state_dict(model.state_dict())
+        return other.mask(mag)
+
+    masks = [model.mask(mag)]
     with torch.no_grad():
-        model.net.head.bias += 1.0  # an in-place change, as an optimizer step makes
-    after = model.mask(mag)
-    assert float((after - before).abs().max()) > 1e-3
-    fresh = build("stemunet", params={"stereo": True}).eval()
-    fresh.load_state_dict(model.state_dict())
-    torch.testing.assert_close(fresh.mask(mag), after)
+        model.net.head.bias += 1.0
+    masks.append(model.mask(mag))
+    with torch.no_grad():
+        model.net.encoder_norms[2].running_mean += 5.0
+    masks.append(model.mask(mag))
+    for before, after in zip(masks, masks[1:]):
+        assert float((after - before).abs().max()) > 1e-3
+    torch.testing.assert_close(masks[-1], fresh_mask())
+    model.double().float()  # a round trip through float64 (tensors replaced, not changed)
+    torch.testing.assert_close(model.mask(mag), fresh_mask())
     assert not any(k.startswith("_inference") for k in model.state_dict())
 
 
-def test_auto_precision():
+def test_auto_precision(monkeypatch):
+    import vocalsep.separate as separate
+
     default, small = load("default"), load("small")
-    expected = "bfloat16" if native_bfloat16() else "float32"
-    assert choose_precision("auto", default) == expected
-    assert choose_precision("auto", small) == "float32"
-    assert choose_precision("float32", default) == "float32"
-    assert Separator(default).model.precision == expected
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(separate, "native_bfloat16", lambda native=native: native)
+        assert choose_precision("auto", default) == expected
+        assert choose_precision("auto", small) == "float32"  # small has no bfloat16 path
+        assert choose_precision("auto", default, device="cuda") == "float32"
+        assert choose_precision("float32", default) == "float32"
+        assert Separator(default).model.precision == expected
+    with pytest.raises(ValueError, match="half"):
+        choose_precision("half", default)
 
 
 def test_a_precision_the_model_lacks_is_one_clear_error(tmp_path, mir1k_test_clip):

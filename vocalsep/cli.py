@@ -276,6 +276,7 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wiener", type=_iterations, nargs="?", const=1, default=0, metavar="N",
                    help="multichannel Wiener filtering with N EM iterations after masking "
                         "(--wiener alone: 1; default 0 = off)")
+    # = vocalsep.separate.PRECISIONS (not imported: it would import torch before --help)
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="the model's arithmetic: auto = bfloat16 where the model offers it (the "
                         "default model) and the CPU computes it natively (AVX512-BF16, AMX), "

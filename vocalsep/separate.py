@@ -43,6 +43,8 @@ from .models.base import native_bfloat16
 from .spectral import griffin_lim, istft, stft
 
 STEMS = ("vocals", "accompaniment")
+#: ``SeparatorOptions.precision`` values (auto: see :func:`choose_precision`)
+PRECISIONS = ("auto", "float32", "bfloat16")
 RECONSTRUCTIONS = ("istft", "griffinlim")
 
 
@@ -84,7 +86,10 @@ class Separator:
         if int(self.options.wiener) != self.options.wiener or self.options.wiener < 0:
             raise ValueError("wiener must be a whole number of iterations >= 0")
         self.device = device
+        # the model is shared (e.g. by a server's threads): it holds the precision and its
+        # inference copy, so separators over one model must agree on the precision
         self.model.set_precision(choose_precision(self.options.precision, self.model, device))
+        self.model.prepare()
 
     @property
     def rate(self) -> int:
@@ -233,6 +238,8 @@ def check_device(device: str) -> None:
 def choose_precision(precision: str, model: SeparationModel, device: str = "cpu") -> str:
     """``precision`` itself, or for ``"auto"`` bfloat16 if ``model`` offers it and the CPU
     computes it natively (:func:`~vocalsep.models.base.native_bfloat16`), else float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision}: one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device == "cpu" and "bfloat16" in model.precisions and native_bfloat16():

@@ -170,11 +170,10 @@ class SeparationStream:
         a block is yielded, its frames are still in ``self.frames``."""
         block, context = self.model.stream_block, self.model.stream_context
         end = self.frame0 + self.frames.shape[-1] + self.pending_frames
-        ready = self.next_block < end and (last or self.next_block + block + context <= end)
-        if ready and self.pending:
-            self.frames = torch.cat([self.frames, *self.pending], dim=-1)
-            self.pending, self.pending_frames = [], 0
         while self.next_block < end and (last or self.next_block + block + context <= end):
+            if self.pending:  # a block is ready: its frames join self.frames now
+                self.frames = torch.cat([self.frames, *self.pending], dim=-1)
+                self.pending, self.pending_frames = [], 0
             f0 = self.next_block
             f1 = min(f0 + block, end)
             lo, hi = max(self.frame0, f0 - context), min(end, f1 + context)

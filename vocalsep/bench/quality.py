@@ -56,11 +56,10 @@ def model_label(name: str) -> str:
     return f"vocalsep {name}"
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
 def split_precision(spec: str) -> tuple[str, str]:
     """``"default:float32"`` → ``("default", "float32")``; without a precision suffix, ``auto``."""
+    from ..separate import PRECISIONS
+
     name, _, precision = spec.rpartition(":")
     return (name, precision) if name and precision in PRECISIONS else (spec, "auto")
 
@@ -68,13 +67,16 @@ def split_precision(spec: str) -> tuple[str, str]:
 def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], list[str]]:
     """The methods that can run here, and a note for each one skipped."""
     from ..models import ModelError, load
+    from ..separate import choose_precision
 
     specs: list[MethodSpec] = []
     notes: list[str] = []
     for name in models:
+        model, precision = split_precision(name)
         try:
-            load(split_precision(name)[0])
-        except ModelError as err:
+            loaded = load(model)
+            loaded.set_precision(choose_precision(precision, loaded))  # one it lacks: skipped
+        except (ModelError, ValueError) as err:
             notes.append(f"{model_label(name)}: skipped ({err})")
             continue
         specs.append((model_label(name), "model", name))

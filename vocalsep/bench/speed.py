@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-SPLEETER = "Spleeter 2stems"
 from ..timing import STAGES
+
+SPLEETER = "Spleeter 2stems"
 
 
 def make_song(path: Path, minutes: float) -> Path:

@@ -71,6 +71,10 @@ class SeparationModel(nn.Module):
                              f"{', '.join(self.precisions)}")
         self.precision = precision
 
+    def prepare(self) -> None:
+        """Get ready to compute masks (e.g. build an inference copy); the separator calls it
+        once, so that the cost is part of loading rather than of the first song."""
+
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,9 @@ class StemUNet(nn.Module):
 
 
 def _unet(x: torch.Tensor, net: nn.Module, upsamplers: list) -> torch.Tensor:
-    """The U-Net's signal path over ``net``'s encoders, norms and head; ``upsamplers[i](y)`` is
-    decoder ``i``'s (cropped) transposed convolution."""
+    """The U-Net's signal path over ``net``'s encoders, norms and head: ``(batch, channels, T,
+    F)`` magnitudes → mask of the same shape (T, F multiples of 64). ``upsamplers[i](y)`` is
+    decoder ``i``'s (cropped) transposed convolution, doubling T and F."""
     convs = []
     for conv, norm in zip(net.encoders, net.encoder_norms):
         c = conv(_tf_same(x))
@@ -134,6 +136,8 @@ class InferenceStemUNet(nn.Module):
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+#: held while an inference network is looked up or built (models shared by server threads)
+_BUILDING = threading.Lock()
 
 
 # --- Spleeter's weights --------------------------------------------------------------------
@@ -318,11 +322,24 @@ class StemUNetModel(SeparationModel):
 
     def inference_net(self) -> nn.Module:
         """:class:`InferenceStemUNet` of the current weights in :attr:`precision`, built once
-        and again whenever a weight changes (training, loading); the trained network itself
-        while training."""
+        and again whenever a weight or norm statistic changes in place (an optimizer step,
+        loading) or the model is moved or cast; the trained network itself while training.
+        (Writes through ``.data`` are not seen.) Safe to call from several threads."""
         if self.training:
             return self.net
-        key = (self.precision, tuple(p._version for p in self.net.parameters()))
-        if key not in self._inference:
-            self._inference = {key: InferenceStemUNet(self.net, DTYPES[self.precision])}
-        return self._inference[key]
+        tensors = [*self.net.parameters(), *self.net.buffers()]
+        key = (self.precision, tuple((t._version, t.data_ptr()) for t in tensors))
+        with _BUILDING:
+            net = self._inference.get(key)
+            if net is None:
+                net = InferenceStemUNet(self.net, DTYPES[self.precision])
+                self._inference = {key: net}
+        return net
+
+    def prepare(self) -> None:
+        """Build the inference network now (the first mask would otherwise)."""
+        self.inference_net()
+
+    def _apply(self, fn, *args, **kwargs):
+        self._inference = {}  # moved or cast: the copy would be on the old device or dtype
+        return super()._apply(fn, *args, **kwargs)

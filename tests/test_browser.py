@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
+from conftest import IN_CI, Server
 from vocalsep.audio import read_audio
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -22,8 +22,6 @@ httpx = pytest.importorskip("httpx")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from test_server import Server  # noqa: E402
 
 
 @pytest.fixture(scope="module")

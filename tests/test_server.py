@@ -12,8 +12,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +22,7 @@ import pytest
 import soundfile as sf
 
 from badfiles import BAD_FILES
-from conftest import run_cli
+from conftest import Server, free_port, run_cli
 from vocalsep.audio import AudioError, read_audio
 
 httpx = pytest.importorskip("httpx")
@@ -32,73 +30,6 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 LSB = 1 / 32768  # one step of a 16-bit wav
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``vocalsep serve`` in a subprocess (one torch thread), on a free loopback port."""
-
-    def __init__(self, data_dir: Path, model: str = "small", workers: int = 1,
-                 max_upload_mb: float = 200, timeout: float = 90):
-        self.data_dir = Path(data_dir)
-        env = {k: v for k, v in os.environ.items() if k != "VOCALSEP_DEBUG"}
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        for _ in range(3):  # another process may take the port between probe and bind
-            self.port = free_port()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vocalsep.cli", "serve", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), "-m", model, "--workers", str(workers),
-                 "--max-upload-mb", str(max_upload_mb)],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if self._wait_ready(timeout):
-                return
-            output = self.stop()
-            if "address already in use" not in output.lower():
-                raise RuntimeError(f"vocalsep serve did not start:\n{output}")
-        raise RuntimeError("vocalsep serve: no free port")
-
-    def _wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(self.url("/api/health"), timeout=2).status_code == 200:
-                    return True
-            except httpx.TransportError:
-                time.sleep(0.2)
-        return False
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def post(self, path: Path, name: str | None = None, client=httpx) -> httpx.Response:
-        with open(path, "rb") as f:
-            return client.post(self.url("/api/jobs"), files={"file": (name or path.name, f)}, timeout=30)
-
-    def wait(self, job_id: str, timeout: float = 120, client=httpx) -> dict:
-        """The job once done or failed."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = client.get(self.url(f"/api/jobs/{job_id}"), timeout=10).json()
-            if job["status"] in ("done", "failed"):
-                return job
-            time.sleep(0.1)
-        raise TimeoutError(f"job {job_id} not finished after {timeout} s: {job}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> str:
-        """Stop the server; its output."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            out, _ = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
 
 
 def stems_of(server: Server, job_id: str, tmp: Path) -> dict[str, np.ndarray]:

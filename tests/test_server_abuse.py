@@ -41,7 +41,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from test_server import LSB, Server  # noqa: E402  (after the skips: needs httpx)
+from conftest import Server  # noqa: E402
+from test_server import LSB  # noqa: E402  (after the skips: needs httpx)
 
 from vocalsep.audio import read_audio  # noqa: E402
 from vocalsep.batch import AUDIO_SUFFIXES  # noqa: E402

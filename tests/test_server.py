@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 
 from badfiles import BAD_FILES
-from conftest import Server, free_port, run_cli
+from conftest import Server, free_port, run_cli, tone
 from vocalsep.audio import AudioError, read_audio
 
 httpx = pytest.importorskip("httpx")
@@ -308,3 +308,97 @@ def test_twenty_concurrent_uploads_all_complete_while_health_answers(short_clips
     assert max(latencies) < 2.0
     assert max(b["running"] for b in busy) <= workers  # the pool is bounded
     assert max(b["queued"] for b in busy) > 0  # and uploads waited for it
+
+
+# ---------------------------------------------------------------- the job runner, in process
+class FakeSeparator:
+    """Stands in for :class:`vocalsep.separate.Separator` in a :class:`JobRunner`: writes
+    silent stems of the input's shape, or raises ``error``; counts its calls."""
+
+    rate = 16000
+
+    def __init__(self, error: BaseException | None = None):
+        self.error, self.calls = error, 0
+
+    def separate_file(self, path, out_dir, force=False, progress=None) -> dict[str, Path]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        audio = read_audio(path)
+        folder = Path(out_dir) / Path(path).stem
+        folder.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for stem in ("vocals", "accompaniment"):
+            written[stem] = folder / f"{stem}.wav"
+            sf.write(written[stem], np.zeros_like(audio.samples.T), audio.rate, subtype="PCM_16")
+        return written
+
+
+def _queue_one(store, clip: Path) -> str:
+    from vocalsep.server.jobs import Job
+
+    job_id, folder = store.new_folder()
+    (folder / "input.wav").write_bytes(clip.read_bytes())
+    store.add(Job(id=job_id, filename=clip.name, input="input.wav", created=time.time()))
+    return job_id
+
+
+def _wait_finished(store, job_id: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job.status in ("done", "failed"):
+            return job
+        time.sleep(0.02)
+    return store.get(job_id)
+
+
+@pytest.mark.parametrize("where", ["separation", "spectrograms"])
+@pytest.mark.parametrize("error", [RuntimeError("CUDA error at /srv/secret/x.cu:12\nline 2"),
+                                   MemoryError(), KeyError("x")], ids=lambda e: type(e).__name__)
+def test_an_unexpected_error_fails_the_job_and_it_is_not_run_again(tmp_path, monkeypatch, where, error):
+    """Any exception in a job (a torch RuntimeError, MemoryError, a matplotlib error ...) makes
+    it ``failed`` with a short line and its finish time, never ``running`` forever; after a
+    restart it is not queued again, and the worker goes on with the next job."""
+    from vocalsep.server.jobs import JobRunner, JobStore
+
+    separator = FakeSeparator(error if where == "separation" else None)
+    if where == "spectrograms":
+        def broken(*args, **kwargs):
+            raise error
+        monkeypatch.setattr("vocalsep.server.spectrograms.render_spectrograms", broken)
+    clip = tmp_path / "tone.wav"
+    sf.write(clip, tone(16000, 2, 0.5).T, 16000, subtype="PCM_16")
+    store = JobStore(tmp_path / "data")
+    runner = JobRunner(store, separator, workers=1, threads=1)
+    runner.start()
+    try:
+        bad = _queue_one(store, clip)
+        runner.submit(bad)
+        job = _wait_finished(store, bad)
+        assert job.status == "failed", job
+        assert job.error == f"internal error: {type(error).__name__}", job.error
+        assert job.finished is not None and job.finished >= job.started
+        on_disk = json.loads((store.folder(bad) / "job.json").read_text())
+        assert on_disk["status"] == "failed" and on_disk["error"] == job.error
+        assert not (store.folder(bad) / ".work").exists()
+        # the worker is still there: the next job runs (and succeeds once nothing breaks)
+        separator.error = None
+        monkeypatch.setattr("vocalsep.server.spectrograms.render_spectrograms", lambda *a, **k: None)
+        good = _queue_one(store, clip)
+        runner.submit(good)
+        assert _wait_finished(store, good).status == "done"
+    finally:
+        runner.stop()
+        store.close()
+    calls = separator.calls
+    store = JobStore(tmp_path / "data")  # a restart: the failed job stays failed, not re-queued
+    runner = JobRunner(store, separator, workers=1, threads=1)
+    runner.start()
+    try:
+        time.sleep(0.3)
+        assert store.get(bad).status == "failed" and separator.calls == calls
+        assert store.counts() == {"queued": 0, "running": 0, "done": 1, "failed": 1}
+    finally:
+        runner.stop()
+        store.close()

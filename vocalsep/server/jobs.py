@@ -274,14 +274,23 @@ class JobRunner:
                 return
             try:
                 self._run(job_id)
-            except Exception:  # never lose a worker
+            except Exception as err:  # never lose a worker, never leave a job running
                 log.exception("job %s: unexpected error", job_id)
+                self._fail(job_id, internal_error(err))
+
+    def _fail(self, job_id: str, error: str) -> None:
+        """Mark a job ``failed`` with the one line ``error`` (it will not run again)."""
+        try:
+            self.store.update(job_id, status="failed", error=error, finished=time.time())
+        except Exception:  # the disk itself fails: logged, the worker carries on
+            log.exception("job %s: could not be marked failed", job_id)
 
     def _run(self, job_id: str) -> None:
         store = self.store
         job = store.update(job_id, status="running", progress=0.0, error=None, started=time.time())
         folder = store.folder(job_id)
         source = folder / job.input
+        work = folder / ".work"
 
         def progress(fraction: float) -> None:
             if self._stopping.is_set():
@@ -289,11 +298,9 @@ class JobRunner:
             store.update(job_id, progress=round(_SEPARATED * fraction, 4))
 
         try:
-            work = folder / ".work"
             written = self.separator.separate_file(source, work, force=True, progress=progress)
             for stem, path in written.items():
                 os.replace(path, folder / f"{stem}.wav")
-            shutil.rmtree(work, ignore_errors=True)
             store.update(job_id, progress=_SEPARATED)
             from .spectrograms import render_spectrograms
 
@@ -302,11 +309,22 @@ class JobRunner:
         except _Stopping:
             return
         except (ValueError, OSError) as err:  # AudioError, ModelError, disk full ...
-            store.update(job_id, status="failed", error=client_message(err, source, job.filename),
-                         finished=time.time())
+            self._fail(job_id, client_message(err, source, job.filename))
             log.info("job %s failed: %s", job_id, err)
             return
+        except Exception as err:  # a bug, torch's RuntimeError, MemoryError, matplotlib ...
+            log.exception("job %s: unexpected error", job_id)
+            self._fail(job_id, internal_error(err))
+            return
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         store.update(job_id, status="done", progress=1.0, finished=time.time())
+
+
+def internal_error(err: BaseException) -> str:
+    """What the client is told of an unexpected error: its type only (the message may hold
+    server paths or several lines; it goes to the server's log)."""
+    return f"internal error: {type(err).__name__}"
 
 
 def client_message(err: Exception, source: Path, filename: str) -> str:

@@ -906,3 +906,87 @@ def test_flood_while_jobs_run(area, mir1k_quality_clips, cut):
     assert peak - control_peak < 50, (control_peak, after_round)
     if rounds > 1:  # no growth from round to round
         assert after_round[-1][1] - after_round[0][1] < 20, after_round
+
+
+# ---------------------------------------------------------------- 7. review: limits of one server
+#: --max-minutes of the limits server: 0.2 min of 48 kHz stereo = 1,152,000 samples, 36 s of
+#: 16 kHz stereo
+MAX_MINUTES = 0.2
+
+
+@pytest.fixture(scope="module")
+def limits_server(area):
+    """``-m small``, one worker, a 1 MB upload limit and a length limit of 0.2 minutes."""
+    srv = WatchedServer(area / "limits", model="small", workers=1, max_upload_mb=LIMIT_MB,
+                        args=("--max-minutes", str(MAX_MINUTES)))
+    yield srv
+    srv.stop()
+
+
+def _ffmpeg_make(ffmpeg: str, path: Path, *args: str) -> Path:
+    subprocess.run([ffmpeg, "-v", "error", "-y", *args, str(path)], check=True, timeout=120)
+    return path
+
+
+def test_more_audio_than_the_limit_is_413_at_upload(limits_server, tmp_path, ffmpeg, cut):
+    """A small upload can hold a lot of audio (FLAC of silence): the song's samples (duration
+    × rate × channels) are limited, not only its bytes. Files whose header gives no length
+    (Matroska) are counted while probed, up to the limit."""
+    before = limits_server.jobs()
+    wide = tmp_path / "wide.flac"  # 8 channels at 384 kHz: 1 s is 3 million samples
+    sf.write(wide, np.zeros((384_000, 8), np.int16), 384_000, subtype="PCM_16")
+    long = tmp_path / "long.flac"  # 40 s of 16 kHz stereo: 1.28 million samples
+    sf.write(long, np.zeros((40 * 16000, 2), np.int16), 16000, subtype="PCM_16")
+    no_length = _ffmpeg_make(ffmpeg, tmp_path / "long.mkv", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=stereo",
+                             "-t", "40", "-c:a", "flac")
+    expected = {
+        wide: "wide.flac: too long: 0.0 min at 384000 Hz, 8 channel(s) is as much as 0.5 min of "
+              "48 kHz stereo; the limit is 0.2 min",
+        long: "long.flac: too long: 0.7 min at 16000 Hz, 2 channel(s) is as much as 0.2 min of "
+              "48 kHz stereo; the limit is 0.2 min",
+        no_length: "long.mkv: too long: more than the limit of 0.2 min of 48 kHz stereo audio (its "
+                   "length is not in its header; decoding stopped at the limit)",
+    }
+    for path, detail in expected.items():
+        assert path.stat().st_size < LIMIT, path  # the byte limit alone would take it
+        r = limits_server.post(path)
+        assert r.status_code == 413, (path.name, r.status_code, r.text)
+        assert json_error(r.status_code, {"content-type": r.headers["content-type"]}, r.content) == detail
+    assert limits_server.jobs() == before and not limits_server.leftovers()
+    health = httpx.get(limits_server.url("/api/health")).json()
+    assert health["max_minutes"] == MAX_MINUTES
+    # under the limit: 30 s of 16 kHz stereo, and a Matroska file (its length counted) are done
+    short = tmp_path / "short.flac"
+    sf.write(short, np.zeros((30 * 16000, 2), np.int16), 16000, subtype="PCM_16")
+    short_mkv = _ffmpeg_make(ffmpeg, tmp_path / "cut.mkv", "-i", str(cut), "-c:a", "flac")
+    for path, seconds in ((short, 30.0), (short_mkv, 2.0)):
+        r = limits_server.post(path)
+        assert r.status_code == 202, r.text
+        assert r.json()["duration"] == pytest.approx(seconds, abs=0.01)
+        job = limits_server.wait(r.json()["id"])
+        assert job["status"] == "done", job
+    check_stems(limits_server, r.json()["id"], cut)
+    limits_server.check_alive()
+
+
+def test_a_file_holding_more_than_its_header_says_is_stopped_while_decoded(limits_server, tmp_path, ffmpeg):
+    """An mp3 without a Xing header, whose first frames are at 160 kb/s and the rest at 8 kb/s:
+    ffprobe estimates its length from the first frames (about 22 s, under the limit of 36 s),
+    it decodes to 60 s. The job fails once its stems pass the limit, with nothing left."""
+    hi = _ffmpeg_make(ffmpeg, tmp_path / "hi.mp3", "-f", "lavfi", "-i", "anoisesrc=d=0.2:r=16000", "-ac", "2",
+                      "-c:a", "libmp3lame", "-b:a", "160k", "-write_xing", "0", "-id3v2_version", "0")
+    lo = _ffmpeg_make(ffmpeg, tmp_path / "lo.mp3", "-f", "lavfi", "-i", "sine=f=300:d=60:r=16000", "-ac", "2",
+                      "-c:a", "libmp3lame", "-b:a", "8k", "-write_xing", "0", "-id3v2_version", "0")
+    lying = tmp_path / "lying.mp3"
+    lying.write_bytes(hi.read_bytes() + lo.read_bytes())
+    assert read_audio(lying).duration > 59
+    r = limits_server.post(lying)
+    assert r.status_code == 202, r.text
+    assert r.json()["duration"] < 36  # the estimate from the first frames, under the limit
+    job = limits_server.wait(r.json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"] == ("lying.mp3: too long: more than the limit of 0.2 min of 48 kHz stereo audio "
+                            "(it holds more than its header says; stopped while decoding)"), job["error"]
+    folder = limits_server.data_dir / "jobs" / job["id"]
+    assert {p.name for p in folder.iterdir()} == {"job.json", "input.mp3"}
+    limits_server.check_alive()

@@ -244,11 +244,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as err:
         _fail(f"vocalsep serve needs the web extra ({err.name} is missing): pip install -e \".[web]\"")
         return EXIT_ERROR
-    if args.workers < 1 or args.max_upload_mb <= 0:
-        _fail("--workers must be at least 1 and --max-upload-mb positive")
+    if args.workers < 1 or args.max_upload_mb <= 0 or not args.max_minutes > 0:
+        _fail("--workers must be at least 1, --max-upload-mb and --max-minutes positive")
         return EXIT_ERROR
     app = create_app(args.data_dir, model=args.model, workers=args.workers,
-                     max_upload=int(args.max_upload_mb * 2**20), device=args.device)
+                     max_upload=int(args.max_upload_mb * 2**20), device=args.device,
+                     max_minutes=args.max_minutes)
     print(f"vocalsep: serving http://{args.host}:{args.port}/ (model {args.model or 'default'}, "
           f"{args.workers} worker(s), jobs in {Path(args.data_dir).resolve()})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
@@ -381,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--data-dir", default="vocalsep-jobs",
                     help="where jobs and their files live, kept across restarts (default ./vocalsep-jobs)")
     sv.add_argument("--max-upload-mb", type=float, default=200, help="largest upload in MB (default 200)")
+    sv.add_argument("--max-minutes", type=float, default=60,
+                    help="longest song, in minutes of 48 kHz stereo: duration x rate x channels may "
+                         "be at most this x 60 x 96000 samples (default 60)")
     sv.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     sv.set_defaults(func=cmd_serve)
 

@@ -12,8 +12,8 @@
 
 Errors are JSON ``{"detail": "<one line>"}``: 400 (malformed form, empty file, a query
 parameter that does not parse), 404 (no such job), 409 (stems asked for before the job is
-done), 413 (over the upload limit), 415 (not audio vocalsep can read: the message is the
-reader's own, about the upload's name).
+done), 413 (over the upload limit, or more audio than ``max_minutes`` of 48 kHz stereo), 415
+(not audio vocalsep can read: the message is the reader's own, about the upload's name).
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..audio import AudioError, AudioSource
 from ..separate import STEMS, Separator
-from .jobs import (SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob, client_message, input_name,
-                   sanitize_filename)
+from .jobs import (DEFAULT_MAX_MINUTES, SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob,
+                   client_message, input_name, max_samples, sanitize_filename, too_long)
 from .upload import UploadError, receive_file
 
 log = logging.getLogger("vocalsep.server")
@@ -50,26 +50,30 @@ _PAGE_HEADERS = {
 
 def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.PathLike | None = None,
                workers: int = 1, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int | None = None,
-               device: str = "cpu") -> FastAPI:
+               device: str = "cpu", max_minutes: float = DEFAULT_MAX_MINUTES) -> FastAPI:
     """The app serving the page and the API; jobs live in ``data_dir``.
 
     ``model`` (a shipped name or a ``.pt`` file, ``None`` for the default) is loaded here,
     once; ``workers`` songs are separated at a time, each with ``threads`` torch threads
     (default: this process's torch threads shared among the workers); uploads over
-    ``max_upload`` bytes get 413. The workers start (and jobs left unfinished by a previous
-    server are queued again) when the app starts, and stop when it shuts down.
+    ``max_upload`` bytes get 413, and so do songs holding more samples (duration × rate ×
+    channels) than ``max_minutes`` of 48 kHz stereo. The workers start (and jobs left
+    unfinished by a previous server are queued again) when the app starts, and stop when it
+    shuts down.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
     if max_upload < 1:
         raise ValueError("the upload limit must be at least 1 byte")
+    if not max_minutes > 0:
+        raise ValueError("the length limit must be positive")
     store = JobStore(data_dir)  # first: a folder in use is refused before the model loads
     try:
         separator = Separator(model, device=device)
     except BaseException:
         store.close()
         raise
-    runner = JobRunner(store, separator, workers, threads)
+    runner = JobRunner(store, separator, workers, threads, max_minutes)
     model_name = str(model) if model is not None else "default"
 
     @asynccontextmanager
@@ -120,7 +124,7 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     async def health() -> dict:
         counts = store.counts()
         return {"status": "ok", "model": model_name, "sample_rate": separator.rate,
-                "workers": workers, "max_upload": max_upload,
+                "workers": workers, "max_upload": max_upload, "max_minutes": max_minutes,
                 "queued": counts["queued"], "running": counts["running"], "jobs": counts}
 
     @app.post("/api/jobs", status_code=202)
@@ -132,9 +136,11 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
             stored = input_name(filename)
             os.replace(upload, folder / stored)
             try:
-                rate, channels, seconds = await run_in_threadpool(_probe, folder / stored)
+                rate, channels, seconds = await run_in_threadpool(_probe, folder / stored, max_minutes)
             except AudioError as err:
                 raise UploadError(415, client_message(err, folder / stored, filename)) from None
+            except TooLong as err:
+                raise UploadError(413, f"{filename}: {err}") from None
             job = Job(id=job_id, filename=filename, input=stored, rate=rate, channels=channels,
                       duration=seconds, created=time.time())
             store.add(job)
@@ -178,17 +184,32 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     return app
 
 
-def _probe(path: Path) -> tuple[int, int, float | None]:
-    """``(rate, channels, seconds or None)`` of an upload; decodes its first block, so a file
-    with a valid header but no usable samples is refused too (:class:`AudioError`)."""
+class TooLong(Exception):
+    """An upload holding more audio than the server's limit (the message says how much)."""
+
+
+def _probe(path: Path, max_minutes: float) -> tuple[int, int, float]:
+    """``(rate, channels, seconds)`` of an upload; decodes its first block, so a file with a
+    valid header but no usable samples is refused too (:class:`AudioError`). A song of more
+    samples (seconds × rate × channels) than ``max_minutes`` of 48 kHz stereo raises
+    :class:`TooLong`; one whose header does not give its length (Matroska, WebM) is decoded
+    here to count them, no further than the limit."""
     source = AudioSource(path)
+    limit = max_samples(max_minutes)
+    if source.length is not None and source.length * source.channels > limit:
+        raise TooLong(too_long(max_minutes, source.rate, source.channels, source.length / source.rate))
     blocks = source.blocks()
     try:
         next(blocks)  # raises AudioError for a file without samples
+        if source.length is None:
+            for _ in blocks:
+                if source.samples * source.channels > limit:
+                    raise TooLong(too_long(max_minutes) + " (its length is not in its header; "
+                                  "decoding stopped at the limit)")
     finally:
         blocks.close()
-    seconds = source.length / source.rate if source.length else None
-    return source.rate, source.channels, seconds
+    length = source.length if source.length is not None else source.samples
+    return source.rate, source.channels, length / source.rate
 
 
 def _public(job: Job) -> dict:

@@ -53,6 +53,26 @@ SPECTROGRAMS = {"input": "input.png", "vocals": "vocals.png"}
 _SEPARATED = 0.95
 #: seconds between two writes of ``job.json`` for progress alone
 _PERSIST_EVERY = 1.0
+#: the decoded-size limit is counted in minutes of this rate and channel count
+REFERENCE_RATE, REFERENCE_CHANNELS = 48_000, 2
+DEFAULT_MAX_MINUTES = 60.0
+
+
+def max_samples(minutes: float) -> int:
+    """The most samples (rate × seconds × channels, all channels together) a song may hold
+    under a limit of ``minutes`` of 48 kHz stereo."""
+    return int(minutes * 60 * REFERENCE_RATE * REFERENCE_CHANNELS)
+
+
+def too_long(minutes: float, rate: int | None = None, channels: int | None = None,
+             seconds: float | None = None) -> str:
+    """Why a song is refused under a limit of ``minutes`` (48 kHz stereo), one line; without
+    ``seconds`` its length is only known to be over the limit."""
+    if seconds is None:
+        return f"too long: more than the limit of {minutes:g} min of 48 kHz stereo audio"
+    same = seconds * rate * channels / (REFERENCE_RATE * REFERENCE_CHANNELS) / 60
+    return (f"too long: {seconds / 60:.1f} min at {rate} Hz, {channels} channel(s) is as much as "
+            f"{same:.1f} min of 48 kHz stereo; the limit is {minutes:g} min")
 
 
 class UnknownJob(KeyError):
@@ -228,11 +248,14 @@ class JobRunner:
     """``workers`` threads separating queued jobs with one shared ``separator``."""
 
     def __init__(self, store: JobStore, separator: Separator, workers: int = 1,
-                 threads: int | None = None):
+                 threads: int | None = None, max_minutes: float | None = DEFAULT_MAX_MINUTES):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.store, self.separator, self.workers = store, separator, workers
         self.threads = threads
+        #: a job whose stems pass this many samples (a header that understated the length)
+        #: fails while it is decoded; None: no limit
+        self.max_minutes = max_minutes
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -295,6 +318,12 @@ class JobRunner:
         def progress(fraction: float) -> None:
             if self._stopping.is_set():
                 raise _Stopping
+            # the upload was checked against the limit by its header's length; a file that
+            # holds more than its header says (an mp3 whose length is estimated from its first
+            # frames) is stopped here, from what has been written of its stems
+            if self.max_minutes is not None and written_samples(work) > max_samples(self.max_minutes):
+                raise AudioError(source, too_long(self.max_minutes) + " (it holds more than "
+                                 "its header says; stopped while decoding)")
             store.update(job_id, progress=round(_SEPARATED * fraction, 4))
 
         try:
@@ -319,6 +348,21 @@ class JobRunner:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         store.update(job_id, status="done", progress=1.0, finished=time.time())
+
+
+def written_samples(work: Path) -> int:
+    """Samples (all channels together) written so far to each stem under ``work`` by
+    :class:`vocalsep.audio.StemWriter`: its 16-bit wav temporaries (2 bytes a sample) and its
+    float ones (``*.raw.part``, 4 bytes), headers counted as samples (a few dozen)."""
+    total = 0
+    for folder, _, names in os.walk(work):
+        for name in names:
+            try:
+                size = os.stat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:  # renamed or removed meanwhile
+                continue
+            total += size // (4 if name.endswith(".raw.part") else 2)
+    return total // len(STEMS)
 
 
 def internal_error(err: BaseException) -> str:

@@ -41,7 +41,8 @@ async function loadHealth() {
     maxUpload = health.max_upload;
     $("model").textContent = `model: ${health.model} · ${health.workers} worker${health.workers > 1 ? "s" : ""}`;
     $("model").hidden = false;
-    $("limits").textContent = `wav, flac, ogg, mp3, m4a, stem.mp4 … up to ${megabytes(maxUpload)} MB`;
+    $("limits").textContent = `wav, flac, ogg, mp3, m4a, stem.mp4 … up to ${megabytes(maxUpload)} MB` +
+      ` and ${health.max_minutes} min (of 48 kHz stereo)`;
   } catch (err) {
     showError("The server does not answer (is `vocalsep serve` still running?).");
   }

@@ -105,7 +105,7 @@ def test_upload_over_the_limit_is_refused_while_streaming(default_server, tmp_pa
     jobs_before = set((default_server.data_dir / "jobs").iterdir())
     # 1) announced too large: refused before the body is sent at all
     with socket.create_connection(("127.0.0.1", default_server.port)) as sock:
-        sock.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n"
+        sock.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50000000\r\n"
                      b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n")
         status, body = _read_response(sock)
     assert status == 413 and body["detail"] == "file too large: the limit is 1 MB"
@@ -116,7 +116,7 @@ def test_upload_over_the_limit_is_refused_while_streaming(default_server, tmp_pa
         return b"%x\r\n%s\r\n" % (len(data), data)
 
     with socket.create_connection(("127.0.0.1", default_server.port)) as sock:
-        sock.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        sock.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                      b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n")
         sock.sendall(chunk(b'--XyZ\r\nContent-Disposition: form-data; name="file"; '
                            b'filename="big.wav"\r\nContent-Type: audio/wav\r\n\r\n'))
@@ -402,3 +402,17 @@ def test_an_unexpected_error_fails_the_job_and_it_is_not_run_again(tmp_path, mon
     finally:
         runner.stop()
         store.close()
+
+
+def test_the_host_names_a_server_answers_to():
+    from vocalsep.server.guard import LOCAL_HOSTS, allowed_hosts, split_host
+
+    assert allowed_hosts("127.0.0.1") == set(LOCAL_HOSTS) == {"localhost", "127.0.0.1", "::1"}
+    assert allowed_hosts("0.0.0.0") == allowed_hosts("::") == set(LOCAL_HOSTS)  # not names
+    assert allowed_hosts("192.168.1.5", ["Music.Example.", "[fe80::1]"]) == \
+        {*LOCAL_HOSTS, "192.168.1.5", "music.example", "fe80::1"}
+    assert allowed_hosts("0.0.0.0", ["a", "*"]) is None  # any
+    assert split_host("LocalHost:8000") == ("localhost", "8000")
+    assert split_host("[::1]:8000") == ("::1", "8000") and split_host("[::1]") == ("::1", None)
+    for bad in ("", "a b", "a:b", "[::1", "a@b", "a/b", "a:1:2", "::1"):
+        assert split_host(bad) is None, bad

@@ -914,11 +914,16 @@ def test_flood_while_jobs_run(area, mir1k_quality_clips, cut):
 MAX_MINUTES = 0.2
 
 
+#: the one name besides the loopback ones that the limits server answers to (--allow-host)
+OTHER_NAME = "vocalsep.example"
+
+
 @pytest.fixture(scope="module")
 def limits_server(area):
-    """``-m small``, one worker, a 1 MB upload limit and a length limit of 0.2 minutes."""
+    """``-m small``, one worker, a 1 MB upload limit, a length limit of 0.2 minutes, and
+    ``vocalsep.example`` as an allowed host name."""
     srv = WatchedServer(area / "limits", model="small", workers=1, max_upload_mb=LIMIT_MB,
-                        args=("--max-minutes", str(MAX_MINUTES)))
+                        args=("--max-minutes", str(MAX_MINUTES), "--allow-host", OTHER_NAME))
     yield srv
     srv.stop()
 
@@ -989,4 +994,82 @@ def test_a_file_holding_more_than_its_header_says_is_stopped_while_decoded(limit
                             "(it holds more than its header says; stopped while decoding)"), job["error"]
     folder = limits_server.data_dir / "jobs" / job["id"]
     assert {p.name for p in folder.iterdir()} == {"job.json", "input.mp3"}
+    limits_server.check_alive()
+
+
+def _raw_post(server: Server, wav: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """A form upload of ``wav`` with these extra headers; ``Host`` as a browser sends it
+    (``127.0.0.1:<port>``) unless given."""
+    headers = {"Host": f"127.0.0.1:{server.port}", **headers}
+    raw = request("POST", "/api/jobs", {"Content-Type": multipart_type(), **headers}, form(b"cut.wav", wav))
+    raw = raw.replace(b"Host: 127.0.0.1\r\n", b"", 1)  # request()'s own, before the one given
+    return exchange(server, raw)
+
+
+def test_posts_from_other_sites_are_403(limits_server, cut):
+    """A form posted by any page the user visits needs no CORS preflight: a POST whose Origin
+    is not the server itself, or that the browser marks cross-site, is refused before its
+    body is read; the server's own page and scripts (no Origin) are served."""
+    wav, port = cut.read_bytes(), limits_server.port
+    before = limits_server.jobs()
+    refused = {
+        "another site": {"Origin": "http://evil.example"},
+        "another site, https": {"Origin": "https://evil.example"},
+        "null (sandboxed frame, file: page)": {"Origin": "null"},
+        "another port of this host": {"Origin": f"http://127.0.0.1:{port + 1}"},
+        "the default port of this host": {"Origin": "http://127.0.0.1"},
+        "localhost for 127.0.0.1 (another origin)": {"Origin": f"http://localhost:{port}"},
+        "not a URL": {"Origin": "http://[::1"},
+        "another scheme": {"Origin": f"ftp://127.0.0.1:{port}"},
+        "Sec-Fetch-Site: cross-site, no Origin": {"Sec-Fetch-Site": "cross-site"},
+        "the right Origin but marked cross-site": {"Origin": f"http://127.0.0.1:{port}",
+                                                    "Sec-Fetch-Site": "cross-site"},
+    }
+    for name, headers in refused.items():
+        status, got_headers, body = _raw_post(limits_server, wav, headers)
+        assert status == 403, (name, status, body[:200])
+        detail = json_error(status, got_headers, body)
+        assert detail.startswith(("cross-origin request refused: Origin ", "cross-site request refused")), detail
+    assert limits_server.jobs() == before and not limits_server.leftovers()
+    # a GET from elsewhere changes nothing and is answered, without CORS headers: the page
+    # that sent it cannot read the answer
+    r = httpx.get(limits_server.url("/api/health"), headers={"Origin": "http://evil.example"})
+    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+    # the server's own page (same origin, as Chromium sends it), under each of its names, and a script
+    accepted = [{"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"},
+                {"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"},
+                {"Origin": f"http://[::1]:{port}", "Host": f"[::1]:{port}"},
+                {"Origin": f"http://{OTHER_NAME.upper()}:{port}", "Host": f"{OTHER_NAME}:{port}"},
+                {}]
+    for headers in accepted:
+        status, _, body = _raw_post(limits_server, wav, headers)
+        assert status == 202, (headers, status, body[:200])
+        assert limits_server.wait(json.loads(body)["id"])["status"] == "done"
+    limits_server.check_alive()
+
+
+def test_requests_must_name_this_server_in_host(limits_server, cut):
+    """DNS rebinding: a page on a name made to resolve to 127.0.0.1 is its own origin, but its
+    requests say ``Host: <that name>``; only this server's names are answered (400 otherwise)."""
+    port = limits_server.port
+    bad = ["evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}",
+           f"localhost.evil.example:{port}", f"evil@127.0.0.1:{port}", f"[::2]:{port}", "[::1",
+           f"127.0.0.1:{port}:{port}", "", "x y", f"vocalsep.example.evil:{port}"]
+    for host in bad:
+        for method, path in (("GET", "/api/health"), ("GET", "/"), ("GET", "/static/app.js"),
+                             ("GET", "/api/jobs/" + "A" * 22)):
+            status, headers, body = exchange(limits_server, request(method, path).replace(
+                b"Host: 127.0.0.1", b"Host: " + host.encode()))
+            assert status == 400, (host, path, status, body[:200])
+            assert json_error(status, headers, body).startswith("invalid Host header "), body
+    before = limits_server.jobs()
+    status, headers, body = _raw_post(limits_server, cut.read_bytes(),  # a rebinding page's upload
+                                      {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"})
+    assert status == 400 and "invalid Host header 'evil.example:" in json_error(status, headers, body)
+    assert limits_server.jobs() == before and not limits_server.leftovers()
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}",
+                 f"localhost.:{port}", f"[::1]:{port}", f"{OTHER_NAME}:{port}", OTHER_NAME):
+        status, _, body = exchange(limits_server, request("GET", "/api/health").replace(
+            b"Host: 127.0.0.1", b"Host: " + host.encode()))
+        assert status == 200, (host, status, body[:200])
     limits_server.check_alive()

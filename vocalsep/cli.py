@@ -241,6 +241,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .server.app import create_app
+        from .server.guard import allowed_hosts
     except ImportError as err:
         _fail(f"vocalsep serve needs the web extra ({err.name} is missing): pip install -e \".[web]\"")
         return EXIT_ERROR
@@ -249,9 +250,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     app = create_app(args.data_dir, model=args.model, workers=args.workers,
                      max_upload=int(args.max_upload_mb * 2**20), device=args.device,
-                     max_minutes=args.max_minutes)
+                     max_minutes=args.max_minutes, hosts=allowed_hosts(args.host, args.allow_host))
     print(f"vocalsep: serving http://{args.host}:{args.port}/ (model {args.model or 'default'}, "
           f"{args.workers} worker(s), jobs in {Path(args.data_dir).resolve()})", flush=True)
+    if args.host in ("0.0.0.0", "::") and not args.allow_host:
+        print("vocalsep: only requests to localhost are answered: give the names or addresses "
+              "others use for this machine with --allow-host", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -385,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-minutes", type=float, default=60,
                     help="longest song, in minutes of 48 kHz stereo: duration x rate x channels may "
                          "be at most this x 60 x 96000 samples (default 60)")
+    sv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="a name or address clients may use for this server (Host header), besides "
+                         "--host, localhost, 127.0.0.1 and [::1]; repeatable; '*' allows any")
     sv.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     sv.set_defaults(func=cmd_serve)
 

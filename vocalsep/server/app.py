@@ -11,7 +11,8 @@
 =======================================  ===================================================
 
 Errors are JSON ``{"detail": "<one line>"}``: 400 (malformed form, empty file, a query
-parameter that does not parse), 404 (no such job), 409 (stems asked for before the job is
+parameter that does not parse, a ``Host`` that is not this server), 403 (a POST from another
+site), 404 (no such job), 409 (stems asked for before the job is
 done), 413 (over the upload limit, or more audio than ``max_minutes`` of 48 kHz stereo), 415
 (not audio vocalsep can read: the message is the reader's own, about the upload's name).
 """
@@ -21,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..audio import AudioError, AudioSource
 from ..separate import STEMS, Separator
+from .guard import LOCAL_HOSTS, RequestGuard, normalize_host
 from .jobs import (DEFAULT_MAX_MINUTES, SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob,
                    client_message, input_name, max_samples, sanitize_filename, too_long)
 from .upload import UploadError, receive_file
@@ -50,16 +53,19 @@ _PAGE_HEADERS = {
 
 def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.PathLike | None = None,
                workers: int = 1, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int | None = None,
-               device: str = "cpu", max_minutes: float = DEFAULT_MAX_MINUTES) -> FastAPI:
+               device: str = "cpu", max_minutes: float = DEFAULT_MAX_MINUTES,
+               hosts: Iterable[str] | None = LOCAL_HOSTS) -> FastAPI:
     """The app serving the page and the API; jobs live in ``data_dir``.
 
     ``model`` (a shipped name or a ``.pt`` file, ``None`` for the default) is loaded here,
     once; ``workers`` songs are separated at a time, each with ``threads`` torch threads
     (default: this process's torch threads shared among the workers); uploads over
     ``max_upload`` bytes get 413, and so do songs holding more samples (duration × rate ×
-    channels) than ``max_minutes`` of 48 kHz stereo. The workers start (and jobs left
-    unfinished by a previous server are queued again) when the app starts, and stop when it
-    shuts down.
+    channels) than ``max_minutes`` of 48 kHz stereo. Requests must name the server by one
+    of ``hosts`` in their ``Host`` header (None: any; :func:`.guard.allowed_hosts` makes the
+    list for an address), and a POST from another origin is refused
+    (:class:`.guard.RequestGuard`). The workers start (and jobs left unfinished by a previous
+    server are queued again) when the app starts, and stop when it shuts down.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
@@ -88,6 +94,7 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     app = FastAPI(title="vocalsep", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
     app.state.store, app.state.runner = store, runner
+    app.add_middleware(RequestGuard, hosts=None if hosts is None else frozenset(map(normalize_host, hosts)))
 
     @app.exception_handler(UnknownJob)
     async def unknown_job(request: Request, exc: UnknownJob) -> JSONResponse:

@@ -725,8 +725,9 @@ def test_clients_that_disconnect_mid_upload_leave_nothing(server, cut):
 def test_idle_and_stalled_connections_do_not_block_other_requests(server, cut):
     """Sockets that open and send nothing, send half a request line, or stall in the middle
     of an upload: health answers at once and a job completes meanwhile. A stalled upload keeps
-    its folder while its client stays connected (uvicorn has no body read timeout; documented)
-    and loses it as soon as the client goes."""
+    its folder while its client stays connected (up to --upload-timeout, 60 s here; the
+    timeout itself: test_uploads_that_stop_sending_time_out) and loses it as soon as the
+    client goes."""
     idle_count, stalled_count = (200, 50) if FULL else (5, 3)
     before = server.jobs()
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(idle_count)]
@@ -916,14 +917,17 @@ MAX_MINUTES = 0.2
 
 #: the one name besides the loopback ones that the limits server answers to (--allow-host)
 OTHER_NAME = "vocalsep.example"
+#: its --upload-timeout, seconds
+UPLOAD_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
 def limits_server(area):
-    """``-m small``, one worker, a 1 MB upload limit, a length limit of 0.2 minutes, and
-    ``vocalsep.example`` as an allowed host name."""
+    """``-m small``, one worker, a 1 MB upload limit, a length limit of 0.2 minutes, an
+    upload idle timeout of 2 s, and ``vocalsep.example`` as an allowed host name."""
     srv = WatchedServer(area / "limits", model="small", workers=1, max_upload_mb=LIMIT_MB,
-                        args=("--max-minutes", str(MAX_MINUTES), "--allow-host", OTHER_NAME))
+                        args=("--max-minutes", str(MAX_MINUTES), "--allow-host", OTHER_NAME,
+                              "--upload-timeout", str(UPLOAD_TIMEOUT)))
     yield srv
     srv.stop()
 
@@ -1072,4 +1076,53 @@ def test_requests_must_name_this_server_in_host(limits_server, cut):
         status, _, body = exchange(limits_server, request("GET", "/api/health").replace(
             b"Host: 127.0.0.1", b"Host: " + host.encode()))
         assert status == 200, (host, status, body[:200])
+    limits_server.check_alive()
+
+
+def test_uploads_that_stop_sending_time_out(limits_server, cut):
+    """Uploads from which nothing arrives for --upload-timeout (2 s) seconds: 408 with one line,
+    the connection closed, the job folder and the part received removed at once. An upload
+    that is slow but never silent that long is received."""
+    wav = cut.read_bytes()
+    head = form(b"stall.wav", b"", close=False)[:-2]
+    declared = {"Content-Type": multipart_type(), "Content-Length": str(len(head) + 300_000)}
+    stalls = {
+        "after the request's headers": (request("POST", "/api/jobs", declared, length=False), b""),
+        "inside the part headers": (request("POST", "/api/jobs", declared, length=False), head[:30]),
+        "after 100 KB of the file": (request("POST", "/api/jobs", declared, length=False),
+                                     head + bytes(100_000)),
+        "chunked, after 100 KB": (request("POST", "/api/jobs", {"Content-Type": multipart_type(),
+                                                                "Transfer-Encoding": "chunked"}, length=False),
+                                  b"%x\r\n%s\r\n" % (len(head) + 100_000, head + bytes(100_000))),
+    }
+    before = limits_server.jobs()
+    waits = []
+    for name, (start, body) in stalls.items():
+        with socket.create_connection(("127.0.0.1", limits_server.port), timeout=30) as sock:
+            sock.sendall(start + body)
+            started = time.monotonic()
+            assert wait_until(lambda: limits_server.jobs() - before, timeout=10), name
+            status, headers, answer = read_response(sock)
+            waited = time.monotonic() - started
+            assert status == 408, (name, status, answer[:200])
+            assert json_error(status, headers, answer) == "upload timed out: nothing received for 2 s"
+            assert headers.get("connection") == "close"
+            assert UPLOAD_TIMEOUT - 0.2 < waited < UPLOAD_TIMEOUT + 3, (name, waited)
+            waits.append(waited)
+            assert limits_server.jobs() == before and not limits_server.leftovers(), name  # before the answer
+            sock.settimeout(10)
+            assert sock.recv(100) == b"", name  # the server closed the connection
+    print(f"\n{len(waits)} stalled uploads answered 408 after {min(waits):.2f}-{max(waits):.2f} s")
+    # slow but steady: a piece every 0.5 s for 4 s (twice the timeout in all)
+    body = form(b"slow.wav", wav)
+    pieces = [body[i:i + len(body) // 8 + 1] for i in range(0, len(body), len(body) // 8 + 1)]
+    with socket.create_connection(("127.0.0.1", limits_server.port), timeout=30) as sock:
+        sock.sendall(request("POST", "/api/jobs", {"Content-Type": multipart_type(),
+                                                   "Content-Length": str(len(body))}, length=False))
+        for piece in pieces:
+            time.sleep(0.5)
+            sock.sendall(piece)
+        status, headers, answer = read_response(sock)
+    assert status == 202, answer[:200]
+    assert limits_server.wait(json.loads(answer)["id"])["status"] == "done"
     limits_server.check_alive()

@@ -245,12 +245,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as err:
         _fail(f"vocalsep serve needs the web extra ({err.name} is missing): pip install -e \".[web]\"")
         return EXIT_ERROR
-    if args.workers < 1 or args.max_upload_mb <= 0 or not args.max_minutes > 0:
-        _fail("--workers must be at least 1, --max-upload-mb and --max-minutes positive")
+    if args.workers < 1 or not min(args.max_upload_mb, args.max_minutes, args.upload_timeout) > 0:
+        _fail("--workers must be at least 1, --max-upload-mb, --max-minutes and --upload-timeout positive")
         return EXIT_ERROR
     app = create_app(args.data_dir, model=args.model, workers=args.workers,
                      max_upload=int(args.max_upload_mb * 2**20), device=args.device,
-                     max_minutes=args.max_minutes, hosts=allowed_hosts(args.host, args.allow_host))
+                     max_minutes=args.max_minutes, hosts=allowed_hosts(args.host, args.allow_host),
+                     upload_timeout=args.upload_timeout)
     print(f"vocalsep: serving http://{args.host}:{args.port}/ (model {args.model or 'default'}, "
           f"{args.workers} worker(s), jobs in {Path(args.data_dir).resolve()})", flush=True)
     if args.host in ("0.0.0.0", "::") and not args.allow_host:
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-minutes", type=float, default=60,
                     help="longest song, in minutes of 48 kHz stereo: duration x rate x channels may "
                          "be at most this x 60 x 96000 samples (default 60)")
+    sv.add_argument("--upload-timeout", type=float, default=60, metavar="SECONDS",
+                    help="an upload that sends nothing for this long is refused (408) and removed "
+                         "(default 60)")
     sv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                     help="a name or address clients may use for this server (Host header), besides "
                          "--host, localhost, 127.0.0.1 and [::1]; repeatable; '*' allows any")

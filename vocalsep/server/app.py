@@ -13,7 +13,7 @@
 Errors are JSON ``{"detail": "<one line>"}``: 400 (malformed form, empty file, a query
 parameter that does not parse, a ``Host`` that is not this server), 403 (a POST from another
 site), 404 (no such job), 409 (stems asked for before the job is
-done), 413 (over the upload limit, or more audio than ``max_minutes`` of 48 kHz stereo), 415
+done), 408 (an upload that stopped sending), 413 (over the upload limit, or more audio than ``max_minutes`` of 48 kHz stereo), 415
 (not audio vocalsep can read: the message is the reader's own, about the upload's name).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ..separate import STEMS, Separator
 from .guard import LOCAL_HOSTS, RequestGuard, normalize_host
 from .jobs import (DEFAULT_MAX_MINUTES, SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob,
                    client_message, input_name, max_samples, sanitize_filename, too_long)
-from .upload import UploadError, receive_file
+from .upload import DEFAULT_IDLE_TIMEOUT, UploadError, receive_file
 
 log = logging.getLogger("vocalsep.server")
 
@@ -54,14 +54,16 @@ _PAGE_HEADERS = {
 def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.PathLike | None = None,
                workers: int = 1, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int | None = None,
                device: str = "cpu", max_minutes: float = DEFAULT_MAX_MINUTES,
-               hosts: Iterable[str] | None = LOCAL_HOSTS) -> FastAPI:
+               hosts: Iterable[str] | None = LOCAL_HOSTS,
+               upload_timeout: float = DEFAULT_IDLE_TIMEOUT) -> FastAPI:
     """The app serving the page and the API; jobs live in ``data_dir``.
 
     ``model`` (a shipped name or a ``.pt`` file, ``None`` for the default) is loaded here,
     once; ``workers`` songs are separated at a time, each with ``threads`` torch threads
     (default: this process's torch threads shared among the workers); uploads over
     ``max_upload`` bytes get 413, and so do songs holding more samples (duration × rate ×
-    channels) than ``max_minutes`` of 48 kHz stereo. Requests must name the server by one
+    channels) than ``max_minutes`` of 48 kHz stereo; an upload that sends nothing for
+    ``upload_timeout`` seconds gets 408. Requests must name the server by one
     of ``hosts`` in their ``Host`` header (None: any; :func:`.guard.allowed_hosts` makes the
     list for an address), and a POST from another origin is refused
     (:class:`.guard.RequestGuard`). The workers start (and jobs left unfinished by a previous
@@ -73,6 +75,8 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
         raise ValueError("the upload limit must be at least 1 byte")
     if not max_minutes > 0:
         raise ValueError("the length limit must be positive")
+    if not upload_timeout > 0:
+        raise ValueError("the upload timeout must be positive")
     store = JobStore(data_dir)  # first: a folder in use is refused before the model loads
     try:
         separator = Separator(model, device=device)
@@ -111,7 +115,7 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
 
     @app.exception_handler(UploadError)
     async def refused(request: Request, exc: UploadError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
 
     # ---------------------------------------------------------------- page
     @app.get("/", include_in_schema=False)
@@ -139,7 +143,7 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
         job_id, folder = store.new_folder()
         try:
             upload = folder / ".upload.part"
-            filename = sanitize_filename(await receive_file(request, upload, max_upload))
+            filename = sanitize_filename(await receive_file(request, upload, max_upload, upload_timeout))
             stored = input_name(filename)
             os.replace(upload, folder / stored)
             try:

@@ -5,13 +5,16 @@ The body is parsed chunk by chunk with python-multipart's streaming parser; the 
 go straight to the destination file (written in a worker thread, so the event loop never waits
 on the disk) and nothing is kept in memory beyond the chunk at hand. A body that announces
 more than the limit (``Content-Length``) is refused before any of it is read; one that sends
-more is refused as soon as it crosses the limit. Every refusal is an :class:`UploadError`
-carrying the HTTP status and a one-line message.
+more is refused as soon as it crosses the limit. An upload from which nothing arrives for
+``idle_timeout`` seconds (a client that stalls without closing) is refused with 408 and its
+connection closed. Every refusal is an :class:`UploadError` carrying the HTTP status, a
+one-line message and the headers of the answer.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -20,14 +23,17 @@ from starlette.requests import ClientDisconnect, Request
 #: room for the multipart framing and small fields around the file, in bytes
 FORM_SLACK = 64 * 1024
 FIELD = "file"
+#: seconds an upload may go without sending anything
+DEFAULT_IDLE_TIMEOUT = 60.0
 
 
 class UploadError(Exception):
-    """An upload refused: ``status`` (HTTP) and ``message`` (one line)."""
+    """An upload refused: ``status`` (HTTP), ``message`` (one line) and extra ``headers`` of
+    the answer."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
 
 def too_large(limit: int) -> UploadError:
@@ -50,10 +56,18 @@ def check_declared_size(request: Request, limit: int) -> None:
             raise too_large(limit)
 
 
-async def receive_file(request: Request, dest: Path, limit: int) -> str:
+def timed_out(seconds: float) -> UploadError:
+    # the rest of the body may still come: the connection is closed, not read to its end
+    return UploadError(408, f"upload timed out: nothing received for {seconds:g} s",
+                       headers={"Connection": "close"})
+
+
+async def receive_file(request: Request, dest: Path, limit: int,
+                       idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> str:
     """Stream the form field ``file`` of ``request`` into ``dest``; return the client's file
     name for it (unsanitised, possibly empty). At most ``limit`` bytes of file and
-    ``limit + FORM_SLACK`` bytes of body are accepted (413 beyond)."""
+    ``limit + FORM_SLACK`` bytes of body are accepted (413 beyond); a body from which nothing
+    arrives for ``idle_timeout`` seconds is refused (408)."""
     kind, params = parse_options_header(request.headers.get("content-type"))
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise UploadError(400, "expected a multipart/form-data body with a 'file' field")
@@ -107,9 +121,17 @@ async def receive_file(request: Request, dest: Path, limit: int) -> str:
     except FormParserError as err:  # a boundary it refuses (over 256 bytes)
         raise malformed(err) from None
     received = 0
+    body = request.stream()
     with open(dest, "wb") as out:
         try:
-            async for chunk in request.stream():
+            while True:
+                try:
+                    with anyio.fail_after(idle_timeout):
+                        chunk = await body.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise timed_out(idle_timeout) from None
                 received += len(chunk)
                 if received > limit + FORM_SLACK:
                     raise too_large(limit)

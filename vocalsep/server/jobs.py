@@ -379,8 +379,3 @@ def client_message(err: Exception, source: Path, filename: str) -> str:
     else:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return text.replace(str(source), filename).replace(str(source.parent), "")
-
-
-def stem_paths(folder: Path) -> dict[str, Path]:
-    """Where a done job's stems are."""
-    return {stem: folder / f"{stem}.wav" for stem in STEMS}

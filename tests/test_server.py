@@ -416,3 +416,85 @@ def test_the_host_names_a_server_answers_to():
     assert split_host("[::1]:8000") == ("::1", "8000") and split_host("[::1]") == ("::1", None)
     for bad in ("", "a b", "a:b", "[::1", "a@b", "a/b", "a:1:2", "::1"):
         assert split_host(bad) is None, bad
+
+
+def test_a_slow_disk_does_not_hold_up_health(tmp_path, monkeypatch):
+    """``job.json`` is written outside the store's lock: /api/health (``counts``) answers while
+    a write waits on the disk."""
+    from vocalsep.server.jobs import Job, JobStore
+
+    store = JobStore(tmp_path / "data")
+    try:
+        job_id, _ = store.new_folder()
+        store.add(Job(id=job_id, created=time.time()))
+        entered, release = threading.Event(), threading.Event()
+        write = store._write
+
+        def slow_write(*args, **kwargs):
+            entered.set()
+            release.wait(10)
+            return write(*args, **kwargs)
+
+        monkeypatch.setattr(store, "_write", slow_write)
+        writer = threading.Thread(target=store.update, args=(job_id,), kwargs={"status": "running"})
+        writer.start()
+        assert entered.wait(5)
+        answered = []
+        reader = threading.Thread(target=lambda: answered.append(store.counts()))
+        reader.start()
+        reader.join(2)
+        in_time = list(answered)  # before the write may finish
+        release.set()
+        writer.join(5)
+        reader.join(5)
+        assert in_time and in_time[0]["running"] == 1, "counts() waited for the disk"
+        assert json.loads((store.folder(job_id) / "job.json").read_text())["status"] == "running"
+    finally:
+        release.set()
+        store.close()
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_uploads_do_their_file_work_off_the_event_loop(tmp_path, monkeypatch):
+    """Making the job's folder, renaming the upload, writing ``job.json`` and removing a refused
+    upload's folder run in worker threads, never on the event loop (which would stall every
+    request meanwhile). In process, with a stand-in separator."""
+    import asyncio
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from vocalsep.server import app as app_module
+    from vocalsep.server.jobs import JobStore
+
+    calls: list[tuple[str, bool]] = []
+
+    def on_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+            return True
+        except RuntimeError:
+            return False
+
+    def watch(name, function):
+        def watched(*args, **kwargs):
+            calls.append((name, on_loop()))
+            return function(*args, **kwargs)
+        return watched
+
+    monkeypatch.setattr(app_module, "Separator", lambda model, device: FakeSeparator())
+    monkeypatch.setattr(JobStore, "new_folder", watch("mkdir", JobStore.new_folder))
+    monkeypatch.setattr(JobStore, "add", watch("job.json", JobStore.add))
+    monkeypatch.setattr(os, "replace", watch("rename", os.replace))
+    monkeypatch.setattr(shutil, "rmtree", watch("rmtree", shutil.rmtree))
+    clip = tmp_path / "tone.wav"
+    sf.write(clip, tone(16000, 2, 0.5).T, 16000, subtype="PCM_16")
+    app = app_module.create_app(tmp_path / "data", hosts=["testserver"])
+    with TestClient(app) as client:
+        r = client.post("/api/jobs", files={"file": ("tone.wav", clip.read_bytes())})
+        assert r.status_code == 202, r.text
+        r = client.post("/api/jobs", files={"file": ("notes.wav", b"not audio " * 100)})
+        assert r.status_code == 415, r.text
+    seen = {name for name, _ in calls}
+    assert {"mkdir", "job.json", "rename", "rmtree"} <= seen, calls
+    assert not [name for name, loop in calls if loop], calls

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -140,23 +141,24 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
 
     @app.post("/api/jobs", status_code=202)
     async def create_job(request: Request) -> JSONResponse:
-        job_id, folder = store.new_folder()
+        # every step that touches the disk runs in a worker thread, never on the event loop
+        job_id, folder = await run_in_threadpool(store.new_folder)
         try:
             upload = folder / ".upload.part"
             filename = sanitize_filename(await receive_file(request, upload, max_upload, upload_timeout))
-            stored = input_name(filename)
-            os.replace(upload, folder / stored)
+            stored = folder / input_name(filename)
             try:
-                rate, channels, seconds = await run_in_threadpool(_probe, folder / stored, max_minutes)
+                rate, channels, seconds = await run_in_threadpool(_keep_and_probe, upload, stored, max_minutes)
             except AudioError as err:
-                raise UploadError(415, client_message(err, folder / stored, filename)) from None
+                raise UploadError(415, client_message(err, stored, filename)) from None
             except TooLong as err:
                 raise UploadError(413, f"{filename}: {err}") from None
-            job = Job(id=job_id, filename=filename, input=stored, rate=rate, channels=channels,
+            job = Job(id=job_id, filename=filename, input=stored.name, rate=rate, channels=channels,
                       duration=seconds, created=time.time())
-            store.add(job)
+            await run_in_threadpool(store.add, job)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            with anyio.CancelScope(shield=True):  # removed even when the request is cancelled
+                await run_in_threadpool(shutil.rmtree, folder, True)
             raise
         runner.submit(job_id)
         log.info("job %s queued: %s", job_id, filename)
@@ -197,6 +199,12 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
 
 class TooLong(Exception):
     """An upload holding more audio than the server's limit (the message says how much)."""
+
+
+def _keep_and_probe(upload: Path, stored: Path, max_minutes: float) -> tuple[int, int, float]:
+    """Rename the received ``upload`` to ``stored``, then :func:`_probe` it."""
+    os.replace(upload, stored)
+    return _probe(stored, max_minutes)
 
 
 def _probe(path: Path, max_minutes: float) -> tuple[int, int, float]:

@@ -132,7 +132,10 @@ class JobStore:
     ``job.json`` on every change (progress at most every second).
 
     Holds an exclusive lock on ``<data_dir>/.lock`` until :meth:`close`, so two servers never
-    run the same jobs.
+    run the same jobs. The jobs in memory are guarded by one mutex, held only while they are
+    read or changed, never during disk I/O (``/api/health`` reads them): ``job.json`` is written
+    after it is released, each write numbered so that an older state never replaces a newer
+    one on disk.
     """
 
     def __init__(self, data_dir: str | os.PathLike):
@@ -146,8 +149,11 @@ class JobStore:
             self._lock_file.close()
             raise RuntimeError(f"{self.data_dir}: another vocalsep server uses this data directory") from None
         self._jobs: dict[str, Job] = {}
-        self._saved: dict[str, float] = {}  # id -> when job.json was last written
-        self._mutex = threading.Lock()
+        self._saved: dict[str, float] = {}  # id -> when job.json was last asked to be written
+        self._versions: dict[str, int] = {}  # id -> number of the latest state to be written
+        self._written: dict[str, int] = {}  # id -> number of the state in job.json
+        self._mutex = threading.Lock()  # the jobs in memory
+        self._disk = threading.Lock()  # writes of job.json, in order
         self._load()
 
     def close(self) -> None:
@@ -189,9 +195,11 @@ class JobStore:
 
     # ------------------------------------------------------------ jobs
     def add(self, job: Job) -> None:
+        """A new job, written to its folder's ``job.json`` (disk I/O: not on an event loop)."""
         with self._mutex:
             self._jobs[job.id] = job
-            self._write(job)
+            state = self._snapshot(job)
+        self._write(*state)
 
     def get(self, job_id: str) -> Job:
         """A copy of the job ``job_id``; :class:`UnknownJob` if there is none."""
@@ -206,13 +214,17 @@ class JobStore:
     def update(self, job_id: str, **changes) -> Job:
         """Change fields of a job; written to disk at once, except progress alone (at most
         every :data:`_PERSIST_EVERY` seconds)."""
+        state = None
         with self._mutex:
             job = self._jobs[job_id]
             for key, value in changes.items():
                 setattr(job, key, value)
             if set(changes) != {"progress"} or time.monotonic() - self._saved.get(job_id, 0) > _PERSIST_EVERY:
-                self._write(job)
-            return Job(**asdict(job))
+                state = self._snapshot(job)
+            copy = Job(**asdict(job))
+        if state is not None:
+            self._write(*state)
+        return copy
 
     def jobs(self, *statuses: str) -> list[Job]:
         """Copies of the jobs in ``statuses`` (all if none), oldest first."""
@@ -228,16 +240,27 @@ class JobStore:
                 found[job.status] += 1
         return found
 
-    def _write(self, job: Job) -> None:
-        """``job.json`` atomically: a temporary file in the same folder, then a rename."""
-        folder = self.root / job.id
-        tmp = folder / f".job.json.{secrets.token_hex(4)}.part"
-        try:
-            tmp.write_text(json.dumps(asdict(job), indent=1))
-            os.replace(tmp, folder / "job.json")
-        finally:
-            tmp.unlink(missing_ok=True)
+    def _snapshot(self, job: Job) -> tuple[int, dict]:
+        """The job's state to write, numbered (called with the mutex held)."""
         self._saved[job.id] = time.monotonic()
+        self._versions[job.id] = version = self._versions.get(job.id, 0) + 1
+        return version, asdict(job)
+
+    def _write(self, version: int, state: dict) -> None:
+        """``job.json`` atomically (a temporary file in the same folder, then a rename), unless
+        a newer state of the job was written meanwhile."""
+        job_id = state["id"]
+        folder = self.root / job_id
+        with self._disk:
+            if version <= self._written.get(job_id, 0):
+                return
+            tmp = folder / f".job.json.{secrets.token_hex(4)}.part"
+            try:
+                tmp.write_text(json.dumps(state, indent=1))
+                os.replace(tmp, folder / "job.json")
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._written[job_id] = version
 
 
 class _Stopping(Exception):

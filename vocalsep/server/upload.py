@@ -122,29 +122,32 @@ async def receive_file(request: Request, dest: Path, limit: int,
         raise malformed(err) from None
     received = 0
     body = request.stream()
-    with open(dest, "wb") as out:
-        try:
-            while True:
-                try:
-                    with anyio.fail_after(idle_timeout):
-                        chunk = await body.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise timed_out(idle_timeout) from None
-                received += len(chunk)
-                if received > limit + FORM_SLACK:
-                    raise too_large(limit)
-                parser.write(chunk)
-                if pending:
-                    data = b"".join(pending)
-                    pending.clear()
-                    await run_in_threadpool(out.write, data)
-            parser.finalize()
-        except FormParserError as err:
-            raise malformed(err) from None
-        except ClientDisconnect:
-            raise UploadError(400, "the upload was interrupted") from None
+    out = await run_in_threadpool(open, dest, "wb")
+    try:
+        while True:
+            try:
+                with anyio.fail_after(idle_timeout):
+                    chunk = await body.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise timed_out(idle_timeout) from None
+            received += len(chunk)
+            if received > limit + FORM_SLACK:
+                raise too_large(limit)
+            parser.write(chunk)
+            if pending:
+                data = b"".join(pending)
+                pending.clear()
+                await run_in_threadpool(out.write, data)
+        parser.finalize()
+    except FormParserError as err:
+        raise malformed(err) from None
+    except ClientDisconnect:
+        raise UploadError(400, "the upload was interrupted") from None
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(out.close)
     if not state["found"]:
         raise UploadError(400, "no 'file' field in the form")
     if not state["ended"]:

@@ -577,6 +577,10 @@ def test_odd_file_names_work_or_are_refused_and_write_nowhere_else(server, area,
     disposition = r.headers["content-disposition"]
     assert disposition.startswith("attachment;") and "vocals.wav" in disposition
     assert "\n" not in disposition and "/" not in disposition.split("filename", 1)[1]
+    plain = re.fullmatch(r'attachment; filename="([ -~]+)"; filename\*=utf-8\'\'([!-~]+)', disposition)
+    assert plain, disposition  # an ASCII name for every client, the exact one in filename*
+    assert plain[1] == re.sub(r"[^ -~]", "_", name.rsplit(".", 1)[0] if "." in name else name) + " - vocals.wav"
+    assert '"' not in plain[1] and "\\" not in plain[1]
     assert_nothing_planted(area)
     server.check_alive()
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 from fastapi import FastAPI, HTTPException, Request
@@ -179,9 +181,9 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     def stem_route(stem: str):
         async def send_stem(job_id: str, download: bool = False) -> FileResponse:
             folder = _done_folder(job_id)
-            name = f"{Path(store.get(job_id).filename).stem} - {stem}.wav"
-            return FileResponse(folder / f"{stem}.wav", media_type="audio/wav", filename=name,
-                                content_disposition_type="attachment" if download else "inline")
+            name = f"{store.get(job_id).filename.rsplit('.', 1)[0]} - {stem}.wav"
+            return FileResponse(folder / f"{stem}.wav", media_type="audio/wav", headers={
+                "Content-Disposition": content_disposition(name, download)})
         send_stem.__name__ = f"get_{stem}"
         return send_stem
 
@@ -195,6 +197,15 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
         return store.folder(job_id)
 
     return app
+
+
+def content_disposition(name: str, download: bool) -> str:
+    """A ``Content-Disposition`` value naming ``name``: ``filename`` in printable ASCII (other
+    characters, quotes and backslashes as ``_``) for clients that read only that, and the exact
+    name percent-encoded in UTF-8 as RFC 6266's ``filename*``."""
+    plain = re.sub(r'[^ -~]|["\\]', "_", name)
+    kind = "attachment" if download else "inline"
+    return f"{kind}; filename=\"{plain}\"; filename*=utf-8''{quote(name, safe='')}"
 
 
 class TooLong(Exception):

@@ -22,7 +22,7 @@ from hypothesis.extra.numpy import arrays
 
 from vocalsep import audio as audio_io
 from vocalsep.masks import binarize, full_band_mask, ideal_binary_mask, ideal_ratio_mask
-from vocalsep.spectral import cut_windows, istft, join_windows, stft
+from vocalsep.spectral import cut_windows, hann, istft, join_windows, stft
 from vocalsep.stream import StreamingISTFT, StreamingSTFT, _overlap_add
 
 EXAMPLES = int(os.environ.get("VOCALSEP_PROPERTY_EXAMPLES", "25"))
@@ -92,6 +92,19 @@ def blocks_of(x, sizes: list[int]):
 
 # --- STFT / iSTFT --------------------------------------------------------------------------------
 
+def round_trip_bound(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Per-sample bound on an iSTFT's error for ``x``: 1e-5 of the peak where the squared
+    windows of the frames covering a sample add up to 1 or more, growing as 1/√(their sum) where
+    it is less. The iSTFT divides each overlap-added sample by that sum, while float32 rounding
+    in a frame enters weighted by the window alone: at the last samples of a signal whose length
+    is just under a multiple of the hop only the far tail of the last window covers them (a sum
+    of 1e-10 at n_fft 1024, hop 512), and there no float32 iSTFT can be more exact."""
+    frames = x.shape[1] // hop + 1
+    squares = (hann(n_fft) ** 2)[None, :, None].expand(1, -1, frames)
+    envelope = _overlap_add(squares, hop)[0, n_fft // 2: n_fft // 2 + x.shape[1]].double().numpy()
+    return 1e-5 * peak(x) / np.sqrt(np.minimum(envelope, 1.0)) + 1e-35
+
+
 @examples()
 @given(x=signals(), fft=FFT_SIZES)
 def test_stft_istft_round_trip(x, fft):
@@ -101,7 +114,7 @@ def test_stft_istft_round_trip(x, fft):
     assert torch.isfinite(spec).all()
     y = istft(spec, x.shape[1], n_fft, hop).numpy()
     assert y.shape == x.shape
-    assert np.abs(y - x).max(initial=0) <= 1e-5 * peak(x) + 1e-35
+    assert (np.abs(y - x) <= round_trip_bound(x, n_fft, hop)).all()
 
 
 @examples()
@@ -133,7 +146,7 @@ def test_streaming_istft_equals_whole_for_any_frames(data, x, fft):
     streamed = torch.cat(parts, dim=1)
     assert streamed.shape == whole.shape
     assert torch.isfinite(streamed).all()
-    assert (streamed - whole).abs().max() <= 1e-5 * peak(x) + 1e-35
+    assert ((streamed - whole).abs().numpy() <= round_trip_bound(x, n_fft, hop)).all()
 
 
 @examples()
@@ -146,7 +159,7 @@ def test_streaming_round_trip_gives_the_input(data, x, fft):
     out += [inv.feed(fwd.finish()), inv.finish(x.shape[1])]
     y = torch.cat(out, dim=1).numpy()
     assert y.shape == x.shape
-    assert np.abs(y - x).max(initial=0) <= 1e-5 * peak(x) + 1e-35
+    assert (np.abs(y - x) <= round_trip_bound(x, n_fft, hop)).all()
 
 
 @examples()

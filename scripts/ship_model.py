@@ -3,7 +3,9 @@
     python scripts/ship_model.py RUN_DIR NAME [--evaluation DIR] [--notes TEXT]
 
 Writes vocalsep/pretrained/NAME.pt (weights + config, without optimiser state) and NAME.md
-(the card: data, epochs, training time, validation loss, metrics table, sha256).
+(the card: data, epochs, training time, validation loss, metrics table, sha256). With
+``--onnx`` (stemunet models) also NAME.onnx, the network exported for ONNX Runtime, which
+`vocalsep separate` then runs without torch (needs the ``onnx`` package to write it).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ def main() -> None:
     p.add_argument("--evaluation", type=Path, default=None, help="folder written by `vocalsep evaluate`")
     p.add_argument("--notes", default="")
     p.add_argument("--half", action="store_true", help="store the weights as float16")
+    p.add_argument("--onnx", action="store_true", help="also write NAME.onnx (stemunet models)")
     args = p.parse_args()
 
     target = PRETRAINED_DIR / f"{args.name}.pt"
@@ -54,8 +57,18 @@ def main() -> None:
         f"(lowest validation loss {meta.get('valid_loss', float('nan')):.4f}, reached after "
         f"{meta.get('train_seconds', 0) / 60:.0f} min)",
         f"- file: `vocalsep/pretrained/{args.name}.pt`, sha256 `{sha256(target)}`",
-        "",
     ]
+    twin = target.with_suffix(".onnx")
+    if args.onnx:
+        from vocalsep.models.stemunet import export_onnx
+
+        export_onnx(model, twin, sha256(target))
+    elif twin.exists():  # a twin of the weights this replaces
+        twin.unlink()
+    if twin.exists():
+        lines.append(f"- ONNX export (run by ONNX Runtime, float32): `vocalsep/pretrained/{twin.name}`, "
+                     f"{twin.stat().st_size / 1e6:.1f} MB, sha256 `{sha256(twin)}`")
+    lines.append("")
     if args.notes:
         lines += [args.notes, ""]
     if args.evaluation:

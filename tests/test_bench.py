@@ -108,17 +108,21 @@ def test_quality_on_musdb_writes_v4_table(musdb_root, tmp_path, capsys):
 @needs_spleeter
 def test_speed_bench_runs_each_method_end_to_end(stempeg_example, tmp_path, capsys):
     """``vocalsep bench speed`` on a short built song: one row per method with a time, a
-    real-time factor, a peak memory and the ratio to Spleeter; a precision after a model name
-    becomes the CLI's ``--precision``."""
+    real-time factor, a peak memory and the ratio to Spleeter; a runtime or precision after a
+    model name becomes the CLI's ``--runtime`` or ``--precision``."""
     from vocalsep.bench import speed
 
-    rc = speed.main(["--minutes", "0.1", "--models", "small,default:float32", "--threads", "1",
+    assert speed.cli_options("default:torch:float32") == (
+        "default", ["--runtime", "torch", "--precision", "float32"])
+    with pytest.raises(SystemExit, match="unknown suffix 'fast'"):
+        speed.cli_options("default:fast")
+    rc = speed.main(["--minutes", "0.1", "--models", "small,default:torch:float32", "--threads", "1",
                      "--out", str(tmp_path)])
     assert rc == 0
     rows = {cells[1]: cells[2:] for cells in
             ([c.strip() for c in line.split("|")[1:-1]]
              for line in capsys.readouterr().out.splitlines() if line.startswith("| 0.1 min"))}
-    assert set(rows) == {"vocalsep -m small", "vocalsep -m default --precision float32",
+    assert set(rows) == {"vocalsep -m small", "vocalsep -m default --runtime torch --precision float32",
                          "Spleeter 2stems"}
     for label in rows:
         wall, factor, rss, *stages, rest, ratio = rows[label]

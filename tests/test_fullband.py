@@ -137,14 +137,19 @@ def test_full_band_stft_sizes():
     assert full_band_stft(1024, 256, 16000, 16000) == (1024, 256)
 
 
+def mapped(mask: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """:func:`full_band_mask` (numpy) of a tensor, as a tensor."""
+    return torch.from_numpy(np.ascontiguousarray(full_band_mask(mask.numpy(), *args, **kwargs)))
+
+
 def test_full_band_mask_mapping():
     torch.manual_seed(0)
     mask = torch.rand(1, 513, 40)
     # same rate and STFT: the identity (below the top band)
-    same = full_band_mask(mask, 16000, 1024, 256, 16000, 1024, 256, 40, band=(0.625, 1.0))
+    same = mapped(mask, 16000, 1024, 256, 16000, 1024, 256, 40, band=(0.625, 1.0))
     torch.testing.assert_close(same, mask)
     # 48 kHz = 3 × 16 kHz, n_fft and hop × 3: frames 1:1 and bins 1:1 (the same Hz per bin)
-    fine = full_band_mask(mask, 16000, 1024, 256, 48000, 3072, 768, 40)
+    fine = mapped(mask, 16000, 1024, 256, 48000, 3072, 768, 40)
     assert fine.shape == (1, 1537, 40)
     top_bin = int(TOP_BAND[1] * 512)  # 7.5 kHz
     torch.testing.assert_close(fine[:, : top_bin + 1], mask[:, : top_bin + 1])
@@ -152,16 +157,16 @@ def test_full_band_mask_mapping():
     band = mask[:, int(TOP_BAND[0] * 512): top_bin + 1].mean(dim=1, keepdim=True)
     torch.testing.assert_close(fine[:, top_bin + 1:], band.expand(1, 1537 - top_bin - 1, 40))
     # coarser and finer bins: linear interpolation over Hz
-    coarse = full_band_mask(mask, 16000, 1024, 256, 48000, 1024, 768, 40)  # 46.875 Hz = 3 bins
+    coarse = mapped(mask, 16000, 1024, 256, 48000, 1024, 768, 40)  # 46.875 Hz = 3 bins
     torch.testing.assert_close(coarse[:, :100], mask[:, 0:300:3])
-    finer = full_band_mask(mask, 16000, 1024, 256, 48000, 6144, 768, 40)  # 7.8125 Hz = bin/2
+    finer = mapped(mask, 16000, 1024, 256, 48000, 6144, 768, 40)  # 7.8125 Hz = bin/2
     torch.testing.assert_close(finer[:, 21], (mask[:, 10] + mask[:, 11]) / 2)
     assert fine.min() >= 0 and fine.max() <= 1
     # more fine frames than model frames: the last model frame is repeated
-    longer = full_band_mask(mask, 16000, 1024, 256, 48000, 3072, 768, 45)
+    longer = mapped(mask, 16000, 1024, 256, 48000, 3072, 768, 45)
     torch.testing.assert_close(longer[..., 44], fine[..., 39])
     # a roll-off attenuates only above the band
-    rolled = full_band_mask(mask, 16000, 1024, 256, 48000, 3072, 768, 40, rolloff_db=6.0)
+    rolled = mapped(mask, 16000, 1024, 256, 48000, 3072, 768, 40, rolloff_db=6.0)
     torch.testing.assert_close(rolled[:, : top_bin + 1], fine[:, : top_bin + 1])
     assert (rolled[:, -1] < fine[:, -1]).all()
 
@@ -171,7 +176,7 @@ def test_full_band_mask_time_alignment_at_44k():
     model frame j·1.00057, so after 1000 frames the mask is 0.57 of a frame later."""
     frames = torch.arange(2000, dtype=torch.float32)
     mask = (frames / 2000)[None, None, :].expand(1, 513, 2000)  # a ramp over time
-    fine = full_band_mask(mask, 16000, 1024, 256, 44100, 2822, 706, 1001)
+    fine = mapped(mask, 16000, 1024, 256, 44100, 2822, 706, 1001)
     pos = 1000 * 706 * 16000 / (44100 * 256)
     torch.testing.assert_close(fine[0, 100, 1000], torch.tensor(pos / 2000), atol=1e-6, rtol=0)
 

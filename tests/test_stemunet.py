@@ -179,3 +179,71 @@ def test_init_spleeter_needs_stemunet(tmp_path, mir1k_valid_dir):
                 "--valid", mir1k_valid_dir, "--out", tmp_path / "run", "--epochs", "1")
     assert r.returncode != 0
     assert "stemunet" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pruning_keeps_the_strongest_channels_and_their_connections():
+    """A network in which a random half of every layer's channels is dead (zero filters, bias,
+    norm mean and shift) computes the same function as its pruned half-width copy, which must
+    therefore have kept exactly the live channels and every weight between them."""
+    from vocalsep.models.stemunet import StemUNet, pruned
+
+    torch.manual_seed(0)
+    net = StemUNet(channels=2, width=0.25).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        layers = [*zip(net.encoders, net.encoder_norms, [0] * 6),
+                  *zip(net.decoders[:-1], net.decoder_norms[:-1], [1] * 5)]
+        for conv, norm, out_dim in layers:
+            n = conv.weight.shape[out_dim]
+            dead = torch.randperm(n, generator=gen)[: n // 2]
+            conv.weight.index_fill_(out_dim, dead, 0.0)
+            conv.bias[dead] = 0.0
+            norm.running_mean[dead] = 0.0
+            norm.bias[dead] = 0.0
+            norm.running_var.uniform_(0.5, 2.0)
+    small = pruned(net, 0.125).eval()
+    assert small.filters == tuple(f // 2 for f in net.filters)
+    assert sum(p.numel() for p in small.parameters()) < 0.3 * sum(p.numel() for p in net.parameters())
+    x = torch.rand(2, 2, 128, 128) * 3
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), net(x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="cannot prune"):
+        pruned(small, 0.25)
+
+
+def test_distillation_loss_against_itself_is_half_the_loss():
+    """With a teacher equal to the student, the teacher's half of the loss is zero."""
+    import copy
+
+    from vocalsep.train import step_loss
+
+    torch.manual_seed(0)
+    model = build("stemunet", params={"width": 0.25, "stereo": True}).eval()
+    teacher = copy.deepcopy(model).eval()
+    v, a = torch.rand(2, 2, 2049, 64), torch.rand(2, 2, 2049, 64)
+    batch = (v + a, v, a)
+    with torch.no_grad():
+        plain = model.training_loss(*batch)
+        torch.testing.assert_close(step_loss(model, batch, teacher), plain / 2)
+        other = build("stemunet", params={"width": 0.25, "stereo": True}).eval()
+        assert step_loss(model, batch, other) > plain / 2
+
+
+def test_train_cli_prunes_and_distils(tmp_path, mir1k_valid_dir):
+    """``--init MODEL --width W --teacher MODEL``: a narrower stemunet, started from the pruned
+    weights of the model, trained toward both the true stems and the teacher's estimates."""
+    out = tmp_path / "run"
+    r = run_cli("train", "stemunet", "--init", "default", "--width", "0.25", "--teacher", "default",
+                "--stereo", "--data", mir1k_valid_dir, "--valid", mir1k_valid_dir, "--out", out,
+                "--epochs", "1", "--batch-size", "1", "--steps-per-epoch", "1", "--lr", "1e-5", "-q",
+                timeout=600)
+    assert r.returncode == 0, r.stderr
+    model = load(out / "best.pt")
+    assert model.width == 0.25 and model.net.filters == (4, 8, 16, 32, 64, 128) and model.stereo
+    assert model.meta["teacher"] == "default" and model.meta["train_config"]["teacher"] == "default"
+    start = build("stemunet", params={**load("default").config.params, "width": 0.25})
+    from vocalsep.models.stemunet import pruned
+
+    start.net.load_state_dict(pruned(load("default").net, 0.25).state_dict())
+    err = max(float((t - start.state_dict()[k]).abs().max()) for k, t in model.state_dict().items())
+    assert 0 < err < 0.01  # one small step from the pruned weights

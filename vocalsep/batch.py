@@ -81,14 +81,11 @@ def _init(job: Job, progress_queue=None, callback: Callable[[int, float], None] 
     """Load the separator of this process; progress goes to ``progress_queue`` (a worker) or
     to ``callback`` (in process)."""
     global _SEPARATOR, _PROGRESS
-    import torch
-
     from .separate import Separator, SeparatorOptions
 
-    if job.threads:
-        torch.set_num_threads(job.threads)
     with stage("load"):
-        _SEPARATOR = Separator(job.model, SeparatorOptions(**job.options), device=job.device)
+        _SEPARATOR = Separator(job.model, SeparatorOptions(**job.options), device=job.device,
+                               threads=job.threads)
     if progress_queue is not None:
         _PROGRESS = lambda index, fraction: progress_queue.put((index, fraction))  # noqa: E731
     else:

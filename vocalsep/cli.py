@@ -36,7 +36,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .batch import Job, expand_inputs, run_batch
-    from .models import load
+    from .separate import Separator, SeparatorOptions
 
     inputs = expand_inputs(list(args.inputs)) + ([_example_path()] if args.example else [])
     if not inputs:
@@ -50,13 +50,13 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         _fail("-j/--jobs must be at least 1")
         return EXIT_ERROR
-    if args.jobs > 1:
-        load(args.model)  # a bad model fails here with one line, not in every worker
+    options = dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
+                   full_band=args.full_band, wiener=args.wiener, precision=args.precision,
+                   runtime=args.runtime)
+    if args.jobs > 1:  # a bad model fails here with one line, not in every worker
+        Separator(args.model, SeparatorOptions(**options), device=args.device)
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
-              force=args.force, device=args.device,
-              options=dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
-                           full_band=args.full_band, wiener=args.wiener,
-                           precision=args.precision))
+              force=args.force, device=args.device, options=options)
     show = not args.quiet and sys.stderr.isatty()
     overall = tqdm(total=len(inputs), desc="files", unit="file", disable=not show or len(inputs) < 2,
                    position=0)
@@ -120,12 +120,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(args.seed)  # the initial weights too: the same --seed, the same run
-    model = _initial_model(args.arch, args.init, args.stereo)
+    model = _initial_model(args.arch, args.init, args.stereo, args.width)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,
                       patience=args.patience, lr_patience=args.lr_patience,
                       max_minutes=args.max_minutes, threads=args.threads,
-                      balance_groups=args.balance_groups)
+                      balance_groups=args.balance_groups, teacher=args.teacher)
     bar = tqdm(disable=args.quiet, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -136,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.refresh()
 
     meta = {"data": [str(d) for d in args.data], "valid": [str(d) for d in args.valid or args.data],
-            "arch": args.arch, "init": args.init,
+            "arch": args.arch, "init": args.init, "teacher": args.teacher, "width": args.width,
             "train_config": {k: v for k, v in vars(cfg).items() if k != "history"}}
     history = train(model, train_tracks, valid_tracks, args.out, cfg, resume=not args.restart,
                     progress=progress, meta=meta)
@@ -148,14 +148,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _initial_model(arch: str, init: str | None, stereo: bool = False):
+def _initial_model(arch: str, init: str | None, stereo: bool = False, width: float | None = None):
     """A fresh ``arch`` model; ``init``: ``spleeter`` (Spleeter's 2stems vocal U-Net, for
     ``stemunet``) or a saved model file of the same architecture to start from. ``stereo``
-    (stemunet): train and separate with a mask per channel."""
+    (stemunet): train and separate with a mask per channel. ``width`` (stemunet): that share of
+    Spleeter's filters per layer, pruned from ``init``'s network if one is given."""
     from .models import ModelError, build, load
 
-    if stereo and arch != "stemunet":
-        raise ModelError(f"--stereo needs the stemunet architecture, not {arch}")
+    for option, given in (("--stereo", stereo), ("--width", width is not None)):
+        if given and arch != "stemunet":
+            raise ModelError(f"{option} needs the stemunet architecture, not {arch}")
     if init is None:
         model = build(arch)
     elif init == "spleeter":
@@ -168,6 +170,12 @@ def _initial_model(arch: str, init: str | None, stereo: bool = False):
         model = load(init)
         if model.config.arch != arch:
             raise ModelError(f"{init}: a {model.config.arch} model, not {arch}")
+    if width is not None and width != model.width:
+        from .models.stemunet import pruned
+
+        narrow = build(arch, params={**model.config.params, "width": width})
+        narrow.net.load_state_dict(pruned(model.net, width).state_dict())
+        model = narrow
     if stereo:
         model.config.params["stereo"] = model.stereo = True
     return model.train()
@@ -194,7 +202,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sep = Separator(name, SeparatorOptions(mask=mask, reconstruct=reconstruct,
                                                    threshold=args.threshold,
                                                    full_band=args.full_band, wiener=args.wiener,
-                                                   precision=args.precision))
+                                                   precision=args.precision,
+                                                   runtime=args.runtime))
             label = name if args.variants == "soft" else f"{name} ({mask}, {reconstruct})"
             methods[label] = sep.separate
     report = evaluate(tracks, methods, protocol=protocol, baselines=not args.no_baselines)
@@ -216,12 +225,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models.registry import DEFAULT_MODEL
 
     rows = available()
-    print(f"{'name':<8} {'arch':<8} {'parameters':>12} {'rate':>8} {'n_fft/hop':>10} {'mask':<12} file")
+    print(f"{'name':<8} {'arch':<8} {'parameters':>12} {'rate':>8} {'n_fft/hop':>10} {'mask':<12} "
+          f"{'runtime':<13} file")
     for m in rows:
         mark = " (default)" if m.name == DEFAULT_MODEL else ""
         mask = "per channel" if m.stereo else "mono"
+        runtime = "onnx, torch" if m.onnx else "torch"
         print(f"{m.name:<8} {m.arch:<8} {m.parameters:>12,} {m.sample_rate:>6}Hz {m.n_fft:>5}/{m.hop:<4} "
-              f"{mask:<12} {m.path.name}{mark}")
+              f"{mask:<12} {runtime:<13} {m.path.name}{mark}")
     return 0
 
 
@@ -287,6 +298,10 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
                    help="the model's arithmetic: auto = bfloat16 where the model offers it (the "
                         "default model) and the CPU computes it natively (AVX512-BF16, AMX), "
                         "else float32 (default: auto)")
+    # = vocalsep.runtime.RUNTIMES
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                   help="what runs the model: auto = ONNX Runtime for a model shipped with an ONNX "
+                        "export (the default model) on the CPU in float32, else torch (default: auto)")
 
 
 # ---------------------------------------------------------------- bench
@@ -334,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from 'spleeter' (stemunet: Spleeter's 2stems vocal weights) or a model file")
     t.add_argument("--stereo", action="store_true",
                    help="stemunet: stereo examples, a mask per channel (mono data on both channels)")
+    t.add_argument("--width", type=float, default=None,
+                   help="stemunet: this share of Spleeter's filters in every layer (0.5: a quarter "
+                        "of the work), pruned from --init's network when given")
+    t.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="distil: the model's own estimates are a second target (mean of both losses)")
     t.add_argument("--balance-groups", action="store_true",
                    help="draw data of each sample rate equally often (e.g. MIR-1K and MUSDB18)")
     t.add_argument("--out", required=True, help="run folder (checkpoints, best.pt, history.csv, loss.png)")

@@ -1,11 +1,18 @@
 """Time-frequency masks: ideal masks from stems (training targets and oracles), thresholds.
 
-All functions take magnitude spectrograms of the same shape (any leading dimensions,
-``(..., bins, frames)``) and return a mask of that shape with values in ``[0, 1]``.
+The ideal masks take magnitude spectrograms (torch tensors) of the same shape (any leading
+dimensions, ``(..., bins, frames)``) and return a mask of that shape with values in ``[0, 1]``.
+:func:`binarize` takes tensors or numpy arrays, :func:`full_band_mask` numpy arrays: both are
+part of the streaming path, which runs without torch for ONNX models.
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 EPS = 1e-10
 
@@ -23,9 +30,10 @@ def ideal_ratio_mask(vocals_mag: torch.Tensor, accompaniment_mag: torch.Tensor,
     return v / (v + a + EPS)
 
 
-def binarize(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Hard mask: 1 where ``mask > threshold``."""
-    return (mask > threshold).to(mask.dtype)
+def binarize(mask: torch.Tensor | np.ndarray, threshold: float = 0.5) -> torch.Tensor | np.ndarray:
+    """Hard mask: 1 where ``mask > threshold`` (a tensor or an array, as given)."""
+    hard = mask > threshold
+    return hard.astype(mask.dtype) if isinstance(mask, np.ndarray) else hard.to(mask.dtype)
 
 
 #: the model's top band whose mean mask is carried above its Nyquist, in fractions of that
@@ -33,11 +41,11 @@ def binarize(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
 TOP_BAND = (0.625, 0.9375)
 
 
-def full_band_mask(mask: torch.Tensor, model_rate: int, model_n_fft: int, model_hop: int,
+def full_band_mask(mask: np.ndarray, model_rate: int, model_n_fft: int, model_hop: int,
                    rate: int, n_fft: int, hop: int, frames: int,
                    band: tuple[float, float] = TOP_BAND, rolloff_db: float = 0.0,
                    first_frame: int = 0, first_model_frame: int = 0,
-                   model_frames: int | None = None) -> torch.Tensor:
+                   model_frames: int | None = None) -> np.ndarray:
     """A model's mask ``(..., model_n_fft//2+1, K)`` (STFT ``model_n_fft``/``model_hop`` at
     ``model_rate``) mapped onto a finer STFT at ``rate`` (``n_fft``/``hop``, ``frames`` frames):
     ``(..., n_fft//2+1, frames)``.
@@ -62,34 +70,33 @@ def full_band_mask(mask: torch.Tensor, model_rate: int, model_n_fft: int, model_
     model_bins = mask.shape[-2]
     if model_frames is None:
         model_frames = first_model_frame + mask.shape[-1]
-    dtype, device = mask.dtype, mask.device
+    dtype = mask.dtype
     # time: fractional model-frame position of every output frame
-    index = torch.arange(first_frame, first_frame + frames, dtype=torch.float64, device=device)
-    pos = index * (hop * model_rate / (rate * model_hop))
-    i0 = pos.floor().long().clamp(0, model_frames - 1)
-    i1 = (i0 + 1).clamp(max=model_frames - 1)
-    w = (pos - i0).clamp(0, 1).to(dtype)
+    pos = np.arange(first_frame, first_frame + frames, dtype=np.float64) * (
+        hop * model_rate / (rate * model_hop))
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, model_frames - 1)
+    i1 = np.minimum(i0 + 1, model_frames - 1)
+    w = np.clip(pos - i0, 0, 1).astype(dtype)
     i0, i1 = i0 - first_model_frame, i1 - first_model_frame
     in_time = mask[..., i0] * (1 - w) + mask[..., i1] * w  # (..., model_bins, frames)
     # frequency
     nyquist = model_rate / 2
     top = band[1] * nyquist
-    freqs = torch.arange(bins, dtype=torch.float64, device=device) * (rate / n_fft)
+    freqs = np.arange(bins, dtype=np.float64) * (rate / n_fft)
     below = freqs <= top
-    fpos = (freqs[below] * (model_n_fft / model_rate)).clamp(max=model_bins - 1)
-    f0 = fpos.floor().long().clamp(0, model_bins - 1)
-    f1 = (f0 + 1).clamp(max=model_bins - 1)
-    fw = (fpos - f0).to(dtype)[:, None]
+    fpos = np.minimum(freqs[below] * (model_n_fft / model_rate), model_bins - 1)
+    f0 = np.clip(np.floor(fpos).astype(np.int64), 0, model_bins - 1)
+    f1 = np.minimum(f0 + 1, model_bins - 1)
+    fw = (fpos - f0).astype(dtype)[:, None]
     low = in_time[..., f0, :] * (1 - fw) + in_time[..., f1, :] * fw
     n_high = bins - int(below.sum())
     if n_high == 0:
         return low
-    model_freqs = torch.arange(model_bins, dtype=torch.float64, device=device) * (model_rate / model_n_fft)
+    model_freqs = np.arange(model_bins, dtype=np.float64) * (model_rate / model_n_fft)
     in_band = (model_freqs >= band[0] * nyquist) & (model_freqs <= top)
-    band_mean = in_time[..., in_band, :].mean(dim=-2, keepdim=True)  # (..., 1, frames)
-    gain = torch.ones(n_high, dtype=torch.float64, device=device)
+    band_mean = in_time[..., in_band, :].mean(axis=-2, keepdims=True)  # (..., 1, frames)
+    gain = np.ones(n_high)
     if rolloff_db:
-        octaves = torch.log2(freqs[~below] / top)
-        gain = 10 ** (-rolloff_db * octaves / 20)
-    high = band_mean * gain.to(dtype)[:, None]
-    return torch.cat([low, high], dim=-2)
+        gain = 10 ** (-rolloff_db * np.log2(freqs[~below] / top) / 20)
+    high = band_mean * gain.astype(dtype)[:, None]
+    return np.concatenate([low, np.broadcast_to(high, (*low.shape[:-2], n_high, frames))], axis=-2)

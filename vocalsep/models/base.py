@@ -6,29 +6,10 @@ same shape. Everything else (decoding, resampling, applying the mask, iSTFT) liv
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import torch
 from torch import nn
 
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a model; saved beside its weights."""
-
-    arch: str
-    sample_rate: int = 16_000
-    n_fft: int = 2048
-    hop: int = 512
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def bins(self) -> int:
-        return self.n_fft // 2 + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from ..config import ModelConfig
 
 
 class SeparationModel(nn.Module):
@@ -77,13 +58,3 @@ class SeparationModel(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def native_bfloat16() -> bool:
-    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bfloat16
-    convolutions are faster than float32 ones rather than emulated and slower."""
-    try:
-        caps = torch.cpu.get_capabilities()
-    except Exception:  # older torch, or an unknown platform
-        return False
-    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..config import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED, ModelError, resolve
 from .base import ModelConfig, SeparationModel
 from .paper import PaperCNN
 from .stemunet import StemUNetModel
@@ -20,14 +21,6 @@ from .unet import UNet
 
 ARCHITECTURES: dict[str, type[SeparationModel]] = {"paper": PaperCNN, "unet": UNet,
                                                    "stemunet": StemUNetModel}
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_MODEL = "default"
-#: shipped model name → file in ``vocalsep/pretrained``
-SHIPPED = {"default": "default.pt", "small": "small.pt", "paper": "paper.pt"}
-
-
-class ModelError(ValueError):
-    """A model name or file that cannot be used; ``str()`` is one line."""
 
 
 def build(arch: str, params: dict[str, Any] | None = None, **config: Any) -> SeparationModel:
@@ -56,22 +49,6 @@ def save(model: SeparationModel, path: str | os.PathLike, meta: dict[str, Any] |
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save({"config": model.config.to_dict(), "state": state, "meta": meta or {}}, tmp)
     os.replace(tmp, path)
-    return path
-
-
-def resolve(name_or_path: str | os.PathLike | None) -> Path:
-    """Path of a shipped model name (``default``, ``paper``) or of a model file."""
-    name = str(name_or_path or DEFAULT_MODEL)
-    if name in SHIPPED:
-        path = PRETRAINED_DIR / SHIPPED[name]
-        if not path.exists():
-            raise ModelError(f"shipped model {name!r} is missing from the package ({path})")
-        return path
-    path = Path(name)
-    if path.is_dir():
-        raise ModelError(f"{name}: is a directory, not a model file")
-    if not path.exists():
-        raise ModelError(f"{name}: no such model (shipped: {', '.join(SHIPPED)}; or a .pt file)")
     return path
 
 
@@ -108,10 +85,13 @@ class ModelInfo:
     hop: int
     path: Path
     stereo: bool = False  # a mask per channel of a stereo song
+    onnx: bool = False  # shipped with an ONNX export (run by ONNX Runtime, without torch)
 
 
 def available() -> list[ModelInfo]:
     """The shipped models that are present, with parameter counts and rates."""
+    from ..runtime import onnx_twin
+
     infos = []
     for name in SHIPPED:
         try:
@@ -120,5 +100,5 @@ def available() -> list[ModelInfo]:
             continue
         c = model.config
         infos.append(ModelInfo(name, c.arch, model.parameter_count(), c.sample_rate, c.n_fft,
-                               c.hop, resolve(name), model.stereo))
+                               c.hop, resolve(name), model.stereo, onnx_twin(name) is not None))
     return infos

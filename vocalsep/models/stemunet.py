@@ -51,15 +51,15 @@ class StemUNet(nn.Module):
 
     FILTERS = (16, 32, 64, 128, 256, 512)
 
-    def __init__(self, channels: int = 2):
+    def __init__(self, channels: int = 2, width: float = 1.0):
         super().__init__()
-        widths = (channels, *self.FILTERS)
+        self.filters = filters = tuple(max(1, round(f * width)) for f in self.FILTERS)
+        widths = (channels, *filters)
         self.encoders = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 5, stride=2)
                                       for i in range(6))
-        self.encoder_norms = nn.ModuleList(nn.BatchNorm2d(w, eps=1e-3) for w in self.FILTERS)
+        self.encoder_norms = nn.ModuleList(nn.BatchNorm2d(w, eps=1e-3) for w in filters)
         # decoder i takes the previous decoder's output concatenated with an encoder conv output
-        ins = (512, 512, 256, 128, 64, 32)
-        outs = (256, 128, 64, 32, 16, 1)
+        ins, outs = decoder_widths(filters)
         self.decoders = nn.ModuleList(nn.ConvTranspose2d(i, o, 5, stride=2) for i, o in zip(ins, outs))
         self.decoder_norms = nn.ModuleList(nn.BatchNorm2d(o, eps=1e-3) for o in outs)
         self.head = nn.Conv2d(1, channels, 4, dilation=2, padding=3)
@@ -67,6 +67,15 @@ class StemUNet(nn.Module):
     def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
         ups = [lambda y, d=d: d(y)[:, :, 1:-2, 1:-2] for d in self.decoders]
         return _unet(magnitude, self, ups)
+
+
+def decoder_widths(filters: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Input and output channels of the six decoders of a U-Net with encoder ``filters``:
+    decoder 0 reads the deepest conv; each later one its predecessor's output beside the
+    encoder conv of the same size; the last gives one channel."""
+    outs = (*filters[-2::-1], 1)
+    ins = (filters[-1], *(2 * f for f in filters[-2::-1]))
+    return ins, outs
 
 
 def _unet(x: torch.Tensor, net: nn.Module, upsamplers: list) -> torch.Tensor:
@@ -90,6 +99,44 @@ def _unet(x: torch.Tensor, net: nn.Module, upsamplers: list) -> torch.Tensor:
 def _tf_same(x: torch.Tensor) -> torch.Tensor:
     """TensorFlow's ``"same"`` padding for a stride-2 5×5 convolution: 1 before, 2 after."""
     return F.pad(x, (1, 2, 1, 2))
+
+
+def pruned(net: StemUNet, width: float) -> StemUNet:
+    """A narrower copy of ``net`` (``width`` of Spleeter's filters, no more than ``net`` has), a
+    start for fine-tuning a faster network: each convolution keeps the output channels whose
+    filters have the largest L1 norms, and the weights between kept channels."""
+    small = StemUNet(net.encoders[0].in_channels, width)
+    if any(s > f for s, f in zip(small.filters, net.filters)):
+        raise ValueError(f"cannot prune {net.filters} filters to {small.filters}")
+
+    def top(weight: torch.Tensor, dim: int, count: int) -> torch.Tensor:
+        norms = weight.abs().sum(dim=[d for d in range(weight.ndim) if d != dim])
+        return norms.topk(count).indices.sort().values
+
+    def copy_norm(src: nn.BatchNorm2d, dst: nn.BatchNorm2d, keep: torch.Tensor) -> None:
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(dst, name).data.copy_(getattr(src, name).data[keep])
+
+    enc_keep, previous = [], torch.arange(small.encoders[0].in_channels)
+    for big, little, big_norm, little_norm in zip(net.encoders, small.encoders, net.encoder_norms,
+                                                  small.encoder_norms):
+        keep = top(big.weight.data, 0, little.out_channels)
+        little.weight.data.copy_(big.weight.data[keep][:, previous])
+        little.bias.data.copy_(big.bias.data[keep])
+        copy_norm(big_norm, little_norm, keep)
+        enc_keep.append(keep)
+        previous = keep
+    previous = enc_keep[-1]
+    for i, (big, little) in enumerate(zip(net.decoders, small.decoders)):
+        if i:  # the encoder conv of this size, then the previous decoder's output
+            previous = torch.cat([enc_keep[5 - i], net.filters[5 - i] + previous])
+        keep = top(big.weight.data, 1, little.out_channels)
+        little.weight.data.copy_(big.weight.data[previous][:, keep])
+        little.bias.data.copy_(big.bias.data[keep])
+        copy_norm(net.decoder_norms[i], small.decoder_norms[i], keep)
+        previous = keep
+    small.head.load_state_dict(net.head.state_dict())
+    return small
 
 
 # --- fast inference --------------------------------------------------------------------------
@@ -241,9 +288,13 @@ class StemUNetModel(SeparationModel):
         self.stereo = bool(p.get("stereo", False))
         lo, hi = p.get("extension_hz", [7000.0, 11000.0])
         hz = np.arange(self.net_bins) * config.sample_rate / config.n_fft
-        self.register_buffer("band", torch.from_numpy((hz >= lo) & (hz <= hi)), persistent=False)
+        self.register_buffer("band", torch.from_numpy(np.flatnonzero((hz >= lo) & (hz <= hi))),
+                             persistent=False)  # indices of the network's bins in extension_hz
         # channels-last weights: ~1.25x faster convolutions on CPU (loading keeps the layout)
-        self.net = StemUNet(channels=2).to(memory_format=torch.channels_last)
+        #: share of Spleeter's filters in every layer (1: Spleeter's network; 0.5: a quarter of
+        #: its multiply-adds)
+        self.width = float(p.get("width", 1.0))
+        self.net = StemUNet(channels=2, width=self.width).to(memory_format=torch.channels_last)
         #: built inference networks: (dtype, weights' versions) → InferenceStemUNet (a plain
         #: dict, so they are neither submodules nor saved)
         self._inference: dict = {}
@@ -283,7 +334,7 @@ class StemUNetModel(SeparationModel):
     def extend(self, low: torch.Tensor) -> torch.Tensor:
         """The network's mask ``(..., net_bins, frames)`` → all ``config.bins`` bins: above the
         network's band, each frame's mean mask over ``extension_hz``."""
-        high = low[..., self.band, :].mean(dim=-2, keepdim=True)
+        high = low.index_select(-2, self.band).mean(dim=-2, keepdim=True)
         high = high.expand(*low.shape[:-2], self.config.bins - self.net_bins, low.shape[-1])
         return torch.cat([low, high], dim=-2)
 
@@ -343,3 +394,47 @@ class StemUNetModel(SeparationModel):
     def _apply(self, fn, *args, **kwargs):
         self._inference = {}  # moved or cast: the copy would be on the old device or dtype
         return super()._apply(fn, *args, **kwargs)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+class _SegmentMasks(nn.Module):
+    """What an exported model computes: ``(batch, 2, bins, segment)`` magnitudes → a mask per
+    channel over all bins (:meth:`StemUNetModel.channel_masks` with the inference network)."""
+
+    def __init__(self, model: StemUNetModel):
+        super().__init__()
+        self.model, self.net = model, model.inference_net()
+
+    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
+        return self.model.channel_masks(magnitude, self.net)
+
+
+def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> Path:
+    """Write ``model``'s segment network to ``path`` as ONNX (float32, any batch size), its
+    configuration and the sha256 of the ``.pt`` it comes from in the metadata, for
+    :class:`vocalsep.runtime.OnnxModel`. Needs the ``onnx`` package (only here, not to run it)."""
+    import json
+    import os
+    import warnings
+
+    import onnx
+
+    from ..runtime import CONFIG_KEY, INPUT, OUTPUT, SOURCE_KEY
+
+    model = copy.deepcopy(model).float().eval()
+    model.set_precision("float32")
+    example = torch.rand(model.segments_per_batch, 2, model.config.bins, model.segment)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and folding notes
+        torch.onnx.export(_SegmentMasks(model), (example,), str(tmp), input_names=[INPUT],
+                          output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    graph = onnx.load(str(tmp))
+    for key, value in ((CONFIG_KEY, json.dumps(model.config.to_dict())), (SOURCE_KEY, source_sha256)):
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(tmp))
+    os.replace(tmp, path)
+    return path

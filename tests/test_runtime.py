@@ -1,0 +1,143 @@
+"""ONNX Runtime: the shipped default's ONNX export computes the torch model's masks, the CLI
+separates with it without importing torch, and the runtime choice follows device, precision
+and model."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import run_cli, snr_db
+from vocalsep.config import ModelError, resolve
+from vocalsep.models import build, load
+from vocalsep.models.registry import sha256
+from vocalsep.runtime import OnnxModel, choose_runtime, onnx_twin
+from vocalsep.separate import Separator, SeparatorOptions
+from vocalsep.spectral import stft
+
+
+@pytest.fixture(scope="module")
+def default_onnx() -> OnnxModel:
+    twin = onnx_twin("default")
+    assert twin is not None, "the default model ships with an ONNX export"
+    return OnnxModel(twin, threads=1)
+
+
+@pytest.fixture(scope="module")
+def song_clip(example_song, tmp_path_factory):
+    """The first 8 s of the stempeg example song as a 16-bit WAV, and its samples."""
+    mixture, _, rate = example_song
+    path = tmp_path_factory.mktemp("runtime") / "song.wav"
+    sf.write(path, mixture[:, : 8 * rate].T, rate, subtype="PCM_16")
+    return path, sf.read(path, dtype="float32")[0].T, rate
+
+
+def test_the_export_is_of_the_shipped_weights(default_onnx):
+    """The .onnx names the sha256 of the .pt it was exported from: a stale export fails here."""
+    torch_model = load("default")
+    assert default_onnx.source_sha256 == sha256(resolve("default"))
+    assert default_onnx.config == torch_model.config
+
+
+def test_onnx_masks_equal_torch_masks_on_a_real_song(default_onnx, example_song):
+    mixture, _, _ = example_song
+    torch_model = load("default")
+    torch_model.set_precision("float32")
+    mags = stft(torch.from_numpy(mixture), 4096, 1024).abs()  # (2, 2049, frames): not a multiple of 512
+    for x in (mags, mags.mean(0, keepdim=True)):  # stereo pair (a mask each), mono song
+        with torch.no_grad():
+            expected = torch_model.mask(x).numpy()
+        got = default_onnx.mask(x.numpy())
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 1e-4
+        assert expected.std() > 0.1  # real masks, not a constant
+
+
+def test_cli_separates_without_torch_and_as_torch_does(song_clip, tmp_path):
+    path, samples, rate = song_clip
+    code = ("import sys; from vocalsep.cli import main; "
+            f"code = main(['separate', {str(path)!r}, '-o', {str(tmp_path / 'onnx')!r}, '-q']); "
+            "sys.exit(3 if 'torch' in sys.modules else code)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    torch_run = run_cli("separate", path, "--runtime", "torch", "-o", tmp_path / "torch")
+    assert torch_run.returncode == 0, torch_run.stderr
+    stems = {}
+    for stem in ("vocals", "accompaniment"):
+        a, a_rate = sf.read(tmp_path / "onnx" / "song" / f"{stem}.wav", dtype="float32")
+        b, _ = sf.read(tmp_path / "torch" / "song" / f"{stem}.wav", dtype="float32")
+        assert a_rate == rate and a.shape == b.shape == samples.T.shape
+        assert np.abs(a - b).max() <= 3 / 32768  # a few 16-bit steps
+        stems[stem] = a.T
+    assert np.abs(stems["vocals"] + stems["accompaniment"] - samples).max() <= 2 / 32768
+    assert snr_db(samples, stems["accompaniment"]) < 20  # the vocals took something out
+
+
+def test_whole_song_path_with_onnx_matches_torch(example_song):
+    """Options that need the whole song (the Wiener filter) take the ONNX masks too."""
+    mixture, vocals_true, rate = example_song
+    clip = mixture[:, : 5 * rate]
+    onnx = Separator("default", SeparatorOptions(runtime="onnx", wiener=1))
+    torch_sep = Separator("default", SeparatorOptions(runtime="torch", wiener=1, precision="float32"))
+    assert isinstance(onnx.model, OnnxModel) and not isinstance(torch_sep.model, OnnxModel)
+    a, b = onnx.separate(clip, rate), torch_sep.separate(clip, rate)
+    assert snr_db(b["vocals"], a["vocals"]) > 60
+    assert np.abs(a["vocals"] + a["accompaniment"] - clip).max() < 1e-5
+
+
+def test_runtime_choice(monkeypatch):
+    import vocalsep.runtime as runtime
+
+    twin = onnx_twin("default")
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda: False)
+    assert choose_runtime("auto", "default", "cpu", "auto") == twin
+    assert choose_runtime("auto", None, "cpu", "float32") == twin  # None: the default model
+    assert choose_runtime("torch", "default", "cpu", "auto") is None
+    assert choose_runtime("auto", "default", "cpu", "bfloat16") is None
+    assert choose_runtime("auto", "default", "cuda", "auto") is None
+    assert choose_runtime("auto", "small", "cpu", "auto") is None  # no export shipped
+    assert choose_runtime("auto", resolve("default"), "cpu", "auto") is None  # a .pt path: torch
+    assert choose_runtime("auto", twin, "cpu", "auto") == twin  # an .onnx path
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda: True)  # torch's bfloat16 is faster there
+    assert choose_runtime("auto", "default", "cpu", "auto") is None
+    assert choose_runtime("onnx", "default", "cpu", "auto") == twin
+    with pytest.raises(ModelError, match="no ONNX export.*not cuda"):
+        choose_runtime("onnx", "small", "cuda", "auto")
+    with pytest.raises(ValueError, match="runtime"):
+        choose_runtime("tensorflow", "default", "cpu", "auto")
+
+
+def test_cli_runtime_errors_are_one_line(song_clip, tmp_path):
+    path, _, _ = song_clip
+    result = run_cli("separate", path, "-m", "small", "--runtime", "onnx", "-o", tmp_path / "out")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "no ONNX export" in lines[0]
+    assert not (tmp_path / "out").exists()
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a model at all")
+    result = run_cli("separate", path, "-m", bad, "-o", tmp_path / "out")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1
+    assert "broken.onnx" in lines[0] and "not a usable vocalsep ONNX model" in lines[0]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_export_of_a_narrow_network(tmp_path):
+    """export_onnx of any stemunet (here a random quarter-width one, mono masks) gives the
+    torch model's masks."""
+    pytest.importorskip("onnx")
+    from vocalsep.models.stemunet import export_onnx
+
+    torch.manual_seed(0)
+    model = build("stemunet", params={"width": 0.25, "segment": 128, "segments_per_batch": 2}).eval()
+    path = export_onnx(model, tmp_path / "narrow.onnx", "0" * 64)
+    onnx = OnnxModel(path, threads=1)
+    assert onnx.config == model.config and not onnx.stereo and onnx.stream_block == 128
+    mags = torch.rand(3, 2049, 300) * 3  # three mono songs, 3 segments each (the last padded)
+    with torch.no_grad():
+        expected = model.mask(mags).numpy()
+    np.testing.assert_allclose(onnx.mask(mags.numpy()), expected, atol=1e-5)

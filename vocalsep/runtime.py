@@ -1,0 +1,139 @@
+"""A model exported to ONNX and run by ONNX Runtime on numpy arrays: separation without torch.
+
+A shipped model may have an ``.onnx`` twin beside its ``.pt`` (``scripts/ship_model.py
+--onnx``): its network for one segment of frames, with the model's configuration and the
+sha256 of the ``.pt`` it was exported from in the file's metadata. :class:`OnnxModel` computes
+the masks of the torch model's ``mask`` (float32, equal to about 1e-5) with numpy and ONNX
+Runtime only, so that ``vocalsep separate`` does not import torch, which alone takes 2.5 s of
+start-up on a 2-core machine.
+
+:func:`choose_runtime` picks the runtime a :class:`~vocalsep.separate.Separator` uses.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .config import SHIPPED, ModelConfig, ModelError, resolve
+
+RUNTIMES = ("auto", "torch", "onnx")
+#: metadata keys of an exported model
+CONFIG_KEY, SOURCE_KEY = "vocalsep_config", "vocalsep_source_sha256"
+#: the exported graph's input and output names
+INPUT, OUTPUT = "magnitude", "mask"
+
+
+def native_bfloat16() -> bool:
+    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bfloat16
+    convolutions are faster than float32 ones rather than emulated and slower. Read from
+    ``/proc/cpuinfo`` (without importing torch); False where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def onnx_twin(name_or_path: str | os.PathLike | None) -> Path | None:
+    """The ``.onnx`` file to run for a model: a given ``.onnx`` path, or the twin beside a
+    shipped model's ``.pt``; None for other ``.pt`` files (a twin is never guessed for them)."""
+    if name_or_path is not None and str(name_or_path).endswith(".onnx"):
+        return resolve(name_or_path)
+    if name_or_path is not None and str(name_or_path) not in SHIPPED:
+        return None
+    twin = resolve(name_or_path).with_suffix(".onnx")
+    return twin if twin.is_file() else None
+
+
+def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device: str,
+                   precision: str) -> Path | None:
+    """The ONNX file to run, or None for torch. ``auto`` takes ONNX when the model has one,
+    on the CPU in float32 (auto precision: unless the CPU has native bfloat16, where torch's
+    bfloat16 is faster) and ONNX Runtime is installed; ``onnx`` insists (``ModelError`` saying
+    why not), ``torch`` never takes it."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime}: one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return None
+    twin = onnx_twin(name_or_path)
+    reasons = [why for why, bad in (
+        ("it has no ONNX export", twin is None),
+        (f"ONNX runs on the CPU, not {device}", device != "cpu"),
+        (f"ONNX computes in float32, not {precision}", precision not in ("auto", "float32")),
+        ("onnxruntime is not installed", importlib.util.find_spec("onnxruntime") is None)) if bad]
+    if runtime == "onnx" and reasons:
+        raise ModelError(f"model {name_or_path or 'default'}: cannot run with ONNX Runtime: "
+                         + "; ".join(reasons))
+    if reasons or (runtime == "auto" and precision == "auto" and native_bfloat16()):
+        return None
+    return twin
+
+
+class OnnxModel:
+    """A segment model (the ``stemunet`` architecture) exported to ONNX: masks for whole songs
+    from numpy magnitudes, as :meth:`vocalsep.models.stemunet.StemUNetModel.mask` gives them.
+
+    Offers what a :class:`~vocalsep.separate.Separator` uses of a model: ``config``, ``stereo``,
+    ``stream_block``/``stream_context``, ``precision(s)``, :meth:`mask`."""
+
+    precisions = ("float32",)
+    precision = "float32"
+    stream_context = 0  # segments are separated independently
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice (physical cores)
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            meta = self.session.get_modelmeta().custom_metadata_map
+            self.config = ModelConfig(**json.loads(meta[CONFIG_KEY]))
+        except Exception as err:  # onnxruntime raises its own kinds for a damaged file
+            first = (str(err).splitlines() or [type(err).__name__])[0][:100]
+            raise ModelError(f"{path}: not a usable vocalsep ONNX model ({first})") from None
+        self.path, self.source_sha256 = Path(path), meta.get(SOURCE_KEY)
+        params = self.config.params
+        self.stereo = bool(params.get("stereo", False))
+        self.segment = self.stream_block = int(params["segment"])
+        self.segments_per_batch = int(params.get("segments_per_batch", 4))
+
+    def mask(self, mags: np.ndarray) -> np.ndarray:
+        """``(songs, bins, frames)`` mono magnitudes → masks of the same shape (both network
+        channels given the song, their masks averaged); for a stereo model a ``(2, bins,
+        frames)`` input is the two channels of one song and gets a mask per channel."""
+        pair = self.stereo and mags.shape[0] == 2
+        x = mags[None] if pair else np.repeat(mags[:, None], 2, axis=1)  # (songs, 2, bins, frames)
+        songs, channels, bins, frames = x.shape
+        count = -(-frames // self.segment)
+        x = np.pad(x.astype(np.float32, copy=False),
+                   ((0, 0), (0, 0), (0, 0), (0, count * self.segment - frames)))
+        pieces = x.reshape(songs, channels, bins, count, self.segment).transpose(0, 3, 1, 2, 4)
+        pieces = pieces.reshape(songs * count, channels, bins, self.segment)
+        step = self.segments_per_batch
+        out = np.concatenate([
+            self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(pieces[i:i + step])})[0]
+            for i in range(0, len(pieces), step)])
+        masks = out.reshape(songs, count, channels, bins, self.segment).transpose(0, 2, 3, 1, 4)
+        masks = masks.reshape(songs, channels, bins, count * self.segment)[..., :frames]
+        return masks[0] if pair else masks.mean(axis=1)
+
+    # what a Separator calls on any model
+    def eval(self) -> "OnnxModel":
+        return self
+
+    def set_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise ValueError(f"precision {precision}: an ONNX model computes in float32")
+
+    def prepare(self) -> None:
+        """Nothing to build: the session was made when the model was opened."""

@@ -41,6 +41,10 @@ def test_the_export_is_of_the_shipped_weights(default_onnx):
     torch_model = load("default")
     assert default_onnx.source_sha256 == sha256(resolve("default"))
     assert default_onnx.config == torch_model.config
+    onnx = pytest.importorskip("onnx")
+    stored = onnx.load(str(default_onnx.path)).graph.initializer
+    halves = sum(t.data_type == onnx.TensorProto.FLOAT16 for t in stored)
+    assert halves >= 12  # the float16 weights of the .pt, stored as such (cast when loaded)
 
 
 def test_onnx_masks_equal_torch_masks_on_a_real_song(default_onnx, example_song):
@@ -109,6 +113,28 @@ def test_runtime_choice(monkeypatch):
         choose_runtime("onnx", "small", "cuda", "auto")
     with pytest.raises(ValueError, match="runtime"):
         choose_runtime("tensorflow", "default", "cpu", "auto")
+    # a model given as an .onnx file runs in ONNX Runtime or not at all
+    assert choose_runtime("auto", twin, "cpu", "auto") == twin  # even where bfloat16 is native
+    with pytest.raises(ModelError, match="not torch"):
+        choose_runtime("torch", twin, "cpu", "auto")
+    with pytest.raises(ModelError, match="not cuda"):
+        choose_runtime("auto", twin, "cuda", "auto")
+
+
+def test_a_stale_export_is_refused(tmp_path, monkeypatch):
+    """The twin of a shipped model must be the export of that model's current weights."""
+    import shutil
+
+    import vocalsep.config as config
+
+    for name in ("default.pt", "default.onnx"):
+        shutil.copy(config.PRETRAINED_DIR / name, tmp_path / name)
+    monkeypatch.setattr(config, "PRETRAINED_DIR", tmp_path)
+    assert isinstance(Separator("default").model, OnnxModel)  # the copies still match
+    with open(tmp_path / "default.pt", "ab") as f:  # other weights (a changed file)
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="export of other weights than default.pt"):
+        Separator("default")
 
 
 def test_cli_runtime_errors_are_one_line(song_clip, tmp_path):

@@ -488,7 +488,7 @@ def test_uploads_do_their_file_work_off_the_event_loop(tmp_path, monkeypatch):
             return function(*args, **kwargs)
         return watched
 
-    monkeypatch.setattr(app_module, "Separator", lambda model, device: FakeSeparator())
+    monkeypatch.setattr(app_module, "Separator", lambda model, device, threads=None: FakeSeparator())
     monkeypatch.setattr(JobStore, "new_folder", watch("mkdir", JobStore.new_folder))
     monkeypatch.setattr(JobStore, "add", watch("job.json", JobStore.add))
     monkeypatch.setattr(os, "replace", watch("rename", os.replace))

@@ -247,3 +247,20 @@ def test_train_cli_prunes_and_distils(tmp_path, mir1k_valid_dir):
     start.net.load_state_dict(pruned(load("default").net, 0.25).state_dict())
     err = max(float((t - start.state_dict()[k]).abs().max()) for k, t in model.state_dict().items())
     assert 0 < err < 0.01  # one small step from the pruned weights
+
+
+def test_width_and_teacher_are_checked(tmp_path, mir1k_valid_dir):
+    """A width outside (0, 1] and a teacher whose STFT differs from the student's are one clear
+    error each, before any training; without --init a narrow network is built fresh."""
+    from vocalsep.cli import _initial_model
+    from vocalsep.data import load_mir1k
+    from vocalsep.models import ModelError
+    from vocalsep.train import TrainConfig, train
+
+    for width in (0.0, 1.5):
+        with pytest.raises(ModelError, match="--width"):
+            _initial_model("stemunet", None, width=width)
+    assert _initial_model("stemunet", None, width=0.5).net.filters == (8, 16, 32, 64, 128, 256)
+    tracks = load_mir1k(mir1k_valid_dir)[:2]
+    with pytest.raises(ValueError, match="teacher default: its STFT"):
+        train(build("paper"), tracks, tracks, tmp_path / "run", TrainConfig(epochs=1, teacher="default"))

@@ -170,11 +170,16 @@ def _initial_model(arch: str, init: str | None, stereo: bool = False, width: flo
         model = load(init)
         if model.config.arch != arch:
             raise ModelError(f"{init}: a {model.config.arch} model, not {arch}")
+    if width is not None and not 0 < width <= 1:
+        raise ModelError(f"--width {width}: a share of Spleeter's filters, above 0 and at most 1")
     if width is not None and width != model.width:
         from .models.stemunet import pruned
 
-        narrow = build(arch, params={**model.config.params, "width": width})
-        narrow.net.load_state_dict(pruned(model.net, width).state_dict())
+        c = model.config
+        narrow = build(arch, params={**c.params, "width": width}, sample_rate=c.sample_rate,
+                       n_fft=c.n_fft, hop=c.hop)
+        if init is not None:  # a fresh model is built narrow; a trained one is pruned
+            narrow.net.load_state_dict(pruned(model.net, width).state_dict())
         model = narrow
     if stereo:
         model.config.params["stereo"] = model.stereo = True

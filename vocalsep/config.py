@@ -50,5 +50,5 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path:
     if path.is_dir():
         raise ModelError(f"{name}: is a directory, not a model file")
     if not path.exists():
-        raise ModelError(f"{name}: no such model (shipped: {', '.join(SHIPPED)}; or a .pt file)")
+        raise ModelError(f"{name}: no such model (shipped: {', '.join(SHIPPED)}; or a .pt or .onnx file)")
     return path

@@ -11,6 +11,7 @@ start-up on a 2-core machine.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -57,11 +58,14 @@ def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device:
                    precision: str) -> Path | None:
     """The ONNX file to run, or None for torch. ``auto`` takes ONNX when the model has one,
     on the CPU in float32 (auto precision: unless the CPU has native bfloat16, where torch's
-    bfloat16 is faster) and ONNX Runtime is installed; ``onnx`` insists (``ModelError`` saying
-    why not), ``torch`` never takes it."""
+    bfloat16 is faster) and ONNX Runtime is installed; ``onnx``, or a model given as an
+    ``.onnx`` file, insists (``ModelError`` saying why not); ``torch`` never takes it."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime}: one of {', '.join(RUNTIMES)}")
+    given_onnx = name_or_path is not None and str(name_or_path).endswith(".onnx")
     if runtime == "torch":
+        if given_onnx:
+            raise ModelError(f"{name_or_path}: an ONNX model runs with ONNX Runtime, not torch")
         return None
     twin = onnx_twin(name_or_path)
     reasons = [why for why, bad in (
@@ -69,12 +73,33 @@ def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device:
         (f"ONNX runs on the CPU, not {device}", device != "cpu"),
         (f"ONNX computes in float32, not {precision}", precision not in ("auto", "float32")),
         ("onnxruntime is not installed", importlib.util.find_spec("onnxruntime") is None)) if bad]
-    if runtime == "onnx" and reasons:
+    if (runtime == "onnx" or given_onnx) and reasons:
         raise ModelError(f"model {name_or_path or 'default'}: cannot run with ONNX Runtime: "
                          + "; ".join(reasons))
-    if reasons or (runtime == "auto" and precision == "auto" and native_bfloat16()):
+    if reasons or (not given_onnx and runtime == "auto" and precision == "auto" and native_bfloat16()):
         return None
     return twin
+
+
+def open_onnx(path: Path, name_or_path: str | os.PathLike | None,
+              threads: int | None = None) -> "OnnxModel":
+    """:class:`OnnxModel` of ``path``; for the twin of a shipped model, checked to be the
+    export of that model's current ``.pt`` (a stale export would run other weights)."""
+    model = OnnxModel(path, threads)
+    if path != Path(str(name_or_path)):  # a twin, not a file given by the user
+        source = resolve(name_or_path)
+        if model.source_sha256 != _sha256(source):
+            raise ModelError(f"{path}: an export of other weights than {source.name} "
+                             "(re-export it: scripts/ship_model.py --onnx)")
+    return model
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class OnnxModel:
@@ -98,13 +123,13 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             meta = self.session.get_modelmeta().custom_metadata_map
             self.config = ModelConfig(**json.loads(meta[CONFIG_KEY]))
+            params = self.config.params
+            self.segment = self.stream_block = int(params["segment"])
         except Exception as err:  # onnxruntime raises its own kinds for a damaged file
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ModelError(f"{path}: not a usable vocalsep ONNX model ({first})") from None
         self.path, self.source_sha256 = Path(path), meta.get(SOURCE_KEY)
-        params = self.config.params
         self.stereo = bool(params.get("stereo", False))
-        self.segment = self.stream_block = int(params["segment"])
         self.segments_per_batch = int(params.get("segments_per_batch", 4))
 
     def mask(self, mags: np.ndarray) -> np.ndarray:

@@ -27,8 +27,8 @@ The signal path, top to bottom (:meth:`Separator.separate`):
 
 The model runs in torch, or, for a model with an ONNX export on the CPU, in ONNX Runtime
 (:mod:`vocalsep.runtime`, chosen by ``SeparatorOptions.runtime``). Block-by-block separation
-of files (:meth:`Separator.separate_file`, :mod:`vocalsep.streaming`) then never imports torch;
-this module imports it only where a torch model or the whole-song path needs it.
+of files (:meth:`Separator.separate_file`, :mod:`vocalsep.streaming`) then does not import
+torch; this module imports it only where a torch model or the whole-song path needs it.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ import numpy as np
 
 from . import audio as audio_io
 from .masks import binarize, full_band_mask
-from .runtime import OnnxModel, choose_runtime, native_bfloat16
+from .runtime import OnnxModel, choose_runtime, native_bfloat16, open_onnx
 
 if TYPE_CHECKING:
     import torch
@@ -293,7 +293,7 @@ def _open_model(model: str | os.PathLike | SeparationModel | None, options: Sepa
         return model
     onnx = choose_runtime(options.runtime, model, device, options.precision)
     if onnx is not None:
-        return OnnxModel(onnx, threads)
+        return open_onnx(onnx, model, threads)
     import torch
 
     from .models import load

@@ -13,7 +13,8 @@ block edges (see tests/test_streaming.py for the measured tolerance).
 Not streamable (they need the whole song): Griffin-Lim and the Wiener filter.
 
 numpy only: torch is imported only if the separator's model is a torch model, so separating
-with an ONNX model (:mod:`vocalsep.runtime`) starts without it.
+with an ONNX model (:mod:`vocalsep.runtime`) starts without it (except for a song shorter than
+one STFT window, which goes through the whole-song path).
 """
 from __future__ import annotations
 

@@ -154,6 +154,13 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
         from .models import load
 
         teacher = load(cfg.teacher).requires_grad_(False)
+        t, m = teacher.config, model.config
+        if (t.sample_rate, t.n_fft, t.hop) != (m.sample_rate, m.n_fft, m.hop) \
+                or (model.stereo and not hasattr(teacher, "channel_masks")) \
+                or (teacher.stereo and not model.stereo):
+            raise ValueError(f"teacher {cfg.teacher}: its STFT ({t.sample_rate} Hz, {t.n_fft}/{t.hop}, "
+                             f"{'stereo' if teacher.stereo else 'mono'}) must be the student's "
+                             f"({m.sample_rate} Hz, {m.n_fft}/{m.hop}, {'stereo' if model.stereo else 'mono'})")
 
     history: list[dict] = []
     epoch, step_in_epoch, best, elapsed, running = 0, 0, math.inf, 0.0, []

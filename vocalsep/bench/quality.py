@@ -19,7 +19,7 @@ v4 (SDR per 1-s frame, median over frames, then over tracks) and 4096/1024 oracl
 mixture is the sum of the stems.
 
 Prints the GNSDR/GSIR/GSAR table and each method's speed: seconds of audio separated per
-second of separation (wall clock, with ``--threads`` torch threads in each of ``--jobs``
+second of separation (wall clock, with ``--threads`` CPU threads in each of ``--jobs``
 processes; the time BSS Eval takes is not counted). ``--limit N`` takes N clips spread evenly
 over the sorted list (every singer, not just the first). ``--out DIR`` writes ``per_clip.csv``
 (one row per clip and method) and ``summary.md`` (the printed report).
@@ -95,10 +95,15 @@ def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], l
 _METHODS: dict[tuple[MethodSpec, ...], dict] = {}
 
 
+_THREADS: int | None = None  # CPU threads of each method in this process
+
+
 def _init_worker(threads: int) -> None:
+    global _THREADS
     import torch
 
     torch.set_num_threads(threads)
+    _THREADS = threads
 
 
 def _methods(specs: tuple[MethodSpec, ...]) -> dict:
@@ -110,7 +115,8 @@ def _methods(specs: tuple[MethodSpec, ...]) -> dict:
         for label, kind, arg in specs:
             if kind == "model":
                 name, precision = split_precision(arg)
-                methods[label] = Separator(name, SeparatorOptions(precision=precision)).separate
+                methods[label] = Separator(name, SeparatorOptions(precision=precision),
+                                           threads=_THREADS).separate
             else:
                 from .spleeter import spleeter_separate
 
@@ -177,7 +183,7 @@ def render(report, specs: list[MethodSpec], notes: list[str], title: str,
         parts += ["Not evaluated:", *[f"- {n}" for n in notes], ""]
     if specs:
         parts += [f"Speed: seconds of audio per second of separation ({jobs} process"
-                  f"{'es' if jobs > 1 else ''}, {threads} torch thread{'s' if threads > 1 else ''} "
+                  f"{'es' if jobs > 1 else ''}, {threads} CPU thread{'s' if threads > 1 else ''} "
                   "each; resampling and STFTs included, BSS Eval not):", "",
                   speed_table(report, [label for label, _, _ in specs]).rstrip("\n"), ""]
     parts.append(f"Wall time {wall:.0f} s.")
@@ -217,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="processes working on clips in parallel (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="torch threads in each process (default: %(default)s)")
+                   help="CPU threads in each process (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write per_clip.csv and summary.md here")
     return p
@@ -266,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         previous = torch.get_num_threads()
-        torch.set_num_threads(args.threads)
+        _init_worker(args.threads)
         try:
             for i, item in enumerate(items):
                 done(i, evaluate_item(item, spec_key))

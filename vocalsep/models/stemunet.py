@@ -411,9 +411,11 @@ class _SegmentMasks(nn.Module):
 
 
 def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> Path:
-    """Write ``model``'s segment network to ``path`` as ONNX (float32, any batch size), its
-    configuration and the sha256 of the ``.pt`` it comes from in the metadata, for
-    :class:`vocalsep.runtime.OnnxModel`. Needs the ``onnx`` package (only here, not to run it)."""
+    """Write ``model``'s segment network to ``path`` as ONNX (computing in float32, any batch
+    size), its configuration and the sha256 of the ``.pt`` it comes from in the metadata, for
+    :class:`vocalsep.runtime.OnnxModel`. Weights that float16 holds exactly (all of them for
+    a model shipped with ``--half``) are stored as float16, half the file, and cast back to
+    float32 when ONNX Runtime loads it. Needs the ``onnx`` package (only here, not to run it)."""
     import json
     import os
     import warnings
@@ -433,8 +435,29 @@ def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> P
                           output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
                           opset_version=17, dynamo=False)
     graph = onnx.load(str(tmp))
+    _store_half(graph)
     for key, value in ((CONFIG_KEY, json.dumps(model.config.to_dict())), (SOURCE_KEY, source_sha256)):
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(tmp))
     os.replace(tmp, path)
     return path
+
+
+def _store_half(graph) -> None:
+    """Store each float32 weight of an ONNX ``graph`` that float16 represents exactly as float16,
+    followed by a Cast back to float32 under its old name (folded away when a session loads)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    casts = []
+    for init in graph.graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        weights = numpy_helper.to_array(init)
+        half = weights.astype(np.float16)
+        if weights.size < 16 or not np.array_equal(half.astype(np.float32), weights):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}.half"))
+        casts.append(helper.make_node("Cast", [f"{name}.half"], [name], to=TensorProto.FLOAT))
+    for node in reversed(casts):
+        graph.graph.node.insert(0, node)

@@ -61,9 +61,9 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
                upload_timeout: float = DEFAULT_IDLE_TIMEOUT) -> FastAPI:
     """The app serving the page and the API; jobs live in ``data_dir``.
 
-    ``model`` (a shipped name or a ``.pt`` file, ``None`` for the default) is loaded here,
-    once; ``workers`` songs are separated at a time, each with ``threads`` torch threads
-    (default: this process's torch threads shared among the workers); uploads over
+    ``model`` (a shipped name, a ``.pt`` or ``.onnx`` file, ``None`` for the default) is
+    loaded here, once; ``workers`` songs are separated at a time, each with ``threads`` CPU
+    threads (default: the CPU cores shared among the workers); uploads over
     ``max_upload`` bytes get 413, and so do songs holding more samples (duration × rate ×
     channels) than ``max_minutes`` of 48 kHz stereo; an upload that sends nothing for
     ``upload_timeout`` seconds gets 408. Requests must name the server by one
@@ -81,8 +81,9 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     if not upload_timeout > 0:
         raise ValueError("the upload timeout must be positive")
     store = JobStore(data_dir)  # first: a folder in use is refused before the model loads
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     try:
-        separator = Separator(model, device=device)
+        separator = Separator(model, device=device, threads=threads)
     except BaseException:
         store.close()
         raise

@@ -19,7 +19,7 @@ stopped or was killed before they finished) are queued again, oldest first; ``do
 
 :class:`JobRunner` runs jobs on ``workers`` threads sharing one loaded
 :class:`~vocalsep.separate.Separator` (the model is loaded once; inference only reads it), each
-thread with ``threads`` torch threads, so at most ``workers`` songs are separated at a time
+thread with ``threads`` CPU threads (torch's, or ONNX Runtime's through the separator), so at most ``workers`` songs are separated at a time
 whatever the number of uploads waiting.
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ import queue
 import re
 import secrets
 import shutil
+import sys
 import threading
 import time
 import unicodedata
@@ -285,10 +286,8 @@ class JobRunner:
 
     def start(self) -> None:
         """Queue the jobs left queued or running by a previous server, start the workers."""
-        import torch
-
-        if self.threads is None:  # share this process's torch threads among the workers
-            self.threads = max(1, torch.get_num_threads() // self.workers)
+        if self.threads is None:  # share the CPU cores among the workers
+            self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         for job in self.store.jobs("queued", "running"):
             self.store.update(job.id, status="queued", progress=0.0, started=None)
             self.submit(job.id)
@@ -311,9 +310,9 @@ class JobRunner:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _work(self) -> None:
-        import torch
-
-        torch.set_num_threads(self.threads)
+        torch = sys.modules.get("torch")  # imported only for a torch model (not for ONNX Runtime)
+        if torch is not None:
+            torch.set_num_threads(self.threads)
         while not self._stopping.is_set():
             job_id = self._queue.get()
             if job_id is None or self._stopping.is_set():

@@ -1,6 +1,7 @@
 """Ship a trained model inside the package: copy a run's best.pt and write its model card.
 
-    python scripts/ship_model.py RUN_DIR NAME [--evaluation DIR] [--notes TEXT]
+    python scripts/ship_model.py RUN_DIR NAME [--evaluation DIR] [--notes TEXT] [--half] [--onnx]
+    python scripts/ship_model.py --export-onnx NAME     # only (re)write NAME.onnx of a shipped model
 
 Writes vocalsep/pretrained/NAME.pt (weights + config, without optimiser state) and NAME.md
 (the card: data, epochs, training time, validation loss, metrics table, sha256). With
@@ -13,6 +14,7 @@ import argparse
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -22,6 +24,9 @@ from vocalsep.models.registry import PRETRAINED_DIR, sha256
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--export-onnx"] and len(sys.argv) == 3:
+        export(sys.argv[2])
+        return
     p = argparse.ArgumentParser()
     p.add_argument("run", type=Path)
     p.add_argument("name")
@@ -60,9 +65,7 @@ def main() -> None:
     ]
     twin = target.with_suffix(".onnx")
     if args.onnx:
-        from vocalsep.models.stemunet import export_onnx
-
-        export_onnx(model, twin, sha256(target))
+        export(args.name)
     elif twin.exists():  # a twin of the weights this replaces
         twin.unlink()
     if twin.exists():
@@ -77,6 +80,15 @@ def main() -> None:
                   (args.evaluation / "summary.md").read_text().strip(), ""]
     (PRETRAINED_DIR / f"{args.name}.md").write_text("\n".join(l for l in lines if l is not None) + "\n")
     print(f"shipped {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
+def export(name: str) -> None:
+    """Write ``NAME.onnx`` beside the shipped ``NAME.pt``: its network for ONNX Runtime."""
+    from vocalsep.models.stemunet import export_onnx
+
+    target = PRETRAINED_DIR / f"{name}.pt"
+    twin = export_onnx(load(target), target.with_suffix(".onnx"), sha256(target))
+    print(f"exported {twin} ({twin.stat().st_size / 1e6:.1f} MB, sha256 {sha256(twin)})")
 
 
 if __name__ == "__main__":

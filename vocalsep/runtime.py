@@ -11,7 +11,6 @@ start-up on a 2-core machine.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import SHIPPED, ModelConfig, ModelError, resolve
+from .config import SHIPPED, ModelConfig, ModelError, resolve, sha256
 
 RUNTIMES = ("auto", "torch", "onnx")
 #: metadata keys of an exported model
@@ -88,18 +87,10 @@ def open_onnx(path: Path, name_or_path: str | os.PathLike | None,
     model = OnnxModel(path, threads)
     if path != Path(str(name_or_path)):  # a twin, not a file given by the user
         source = resolve(name_or_path)
-        if model.source_sha256 != _sha256(source):
+        if model.source_sha256 != sha256(source):
             raise ModelError(f"{path}: an export of other weights than {source.name} "
                              "(re-export it: scripts/ship_model.py --onnx)")
     return model
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class OnnxModel:

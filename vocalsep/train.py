@@ -81,9 +81,7 @@ def validation_batches(model: SeparationModel, tracks: list[Track], stride: int 
 def teacher_estimates(teacher: SeparationModel, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's vocal and accompaniment magnitudes (its mask times ``mix``) for a batch of
     examples ``(batch, bins, frames)``, or ``(batch, 2, bins, frames)`` with a mask per channel."""
-    if mix.ndim == 4:
-        if not hasattr(teacher, "channel_masks"):
-            raise ValueError("a stereo student needs a teacher with a mask per channel (stemunet)")
+    if mix.ndim == 4:  # train() checked that the teacher has a mask per channel
         mask = teacher.channel_masks(mix, teacher.inference_net())
     else:
         mask = teacher.mask(mix)

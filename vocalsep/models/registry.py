@@ -5,7 +5,6 @@ A saved model is one ``.pt`` file holding ``{"config": ModelConfig dict, "state"
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..config import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED, ModelError, resolve
+from ..config import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED, ModelError, resolve, sha256
 from .base import ModelConfig, SeparationModel
 from .paper import PaperCNN
 from .stemunet import StemUNetModel
@@ -65,14 +64,6 @@ def load(name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> 
         raise ModelError(f"{path}: not a usable vocalsep model ({first})") from None
     model.meta = blob.get("meta", {})
     return model.to(device).eval()
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

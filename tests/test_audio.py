@@ -146,6 +146,21 @@ def test_write_read_round_trip(tmp_path, ext, bits):
     assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*"))
 
 
+
+@pytest.mark.parametrize("ext", ["wav", "flac"])
+def test_16_bit_samples_are_rounded_not_wrapped(tmp_path, ext, example_song):
+    """16-bit files get the nearest int16 (we convert, not libsndfile, which floors in WAV):
+    a real song reads back within half a step; full scale and beyond hold at the int16 range
+    (clip mode none writes what it is given, held, never wrapped around)."""
+    mixture, _, rate = example_song
+    song = mixture[:, : rate] * np.float32(0.9)
+    a = read_audio(write_audio(tmp_path / f"song.{ext}", song, rate, bits="16")).samples
+    assert np.abs(a - song).max() <= 0.5 / 32768 + 1e-7
+    edges = np.array([[1.0, -1.0, 1.5, -1.5, 0.5 / 32768 + 1e-6, -1.6 / 32768]], np.float32)
+    path = write_audio(tmp_path / f"edges.{ext}", edges, 8000, bits="16", clip="none")
+    ints = sf.read(path, dtype="int16")[0]
+    assert ints.tolist() == [32767, -32768, 32767, -32768, 1, -2]
+
 def test_write_mp3(tmp_path, ffmpeg):
     x = tone(44100, 2, seconds=0.5)
     path = write_audio(tmp_path / "out.mp3", x, 44100)

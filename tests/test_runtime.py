@@ -167,3 +167,21 @@ def test_export_of_a_narrow_network(tmp_path):
     with torch.no_grad():
         expected = model.mask(mags).numpy()
     np.testing.assert_allclose(onnx.mask(mags.numpy()), expected, atol=1e-5)
+
+
+def test_an_export_of_an_older_vocalsep_is_refused(tmp_path):
+    """An export without this version's I/O (the graph took all bins, bins first, before)
+    fails with one line saying to re-export, not with a shape error mid-song."""
+    onnx = pytest.importorskip("onnx")
+    from vocalsep.models.stemunet import export_onnx
+    from vocalsep.runtime import IO_KEY
+
+    model = build("stemunet", params={"width": 0.25, "segment": 128}).eval()
+    path = export_onnx(model, tmp_path / "old.onnx", "0" * 64)
+    graph = onnx.load(str(path))
+    kept = [p for p in graph.metadata_props if p.key != IO_KEY]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    onnx.save(graph, str(path))
+    with pytest.raises(ModelError, match="old.onnx: exported by an older vocalsep"):
+        OnnxModel(path)

@@ -1,5 +1,6 @@
 """Streaming STFT / iSTFT: the same frames and samples as the whole-signal transforms, for any
-signal length and block size; buffers stay about one window long."""
+signal length and block size; buffers stay about one window long. The streaming transforms hold
+frames first, ``(channels, frames, bins)``: the whole-signal ones' layout swapped."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,8 @@ def _stream_stft(x: torch.Tensor, n_fft: int, hop: int, block: int) -> torch.Ten
     s = StreamingSTFT(n_fft, hop, x.shape[0])
     frames = [s.feed(x[:, i:i + block].numpy()) for i in range(0, x.shape[1], block)]
     frames.append(s.finish())
-    return torch.from_numpy(np.concatenate(frames, axis=-1))
+    assert all(f.shape[1:] == (f.shape[1], n_fft // 2 + 1) for f in frames)  # frames first
+    return torch.from_numpy(np.concatenate(frames, axis=1)).transpose(1, 2)
 
 
 @pytest.mark.parametrize("n,n_fft,hop,block", [
@@ -37,7 +39,7 @@ def test_stream_istft_of_masked_frames_equals_istft(n, n_fft, hop, frames_per_fe
     spec = stft(x, n_fft, hop) * torch.rand(1, n_fft // 2 + 1, n // hop + 1)
     whole = istft(spec, n, n_fft, hop)
     s = StreamingISTFT(n_fft, hop, 2)
-    parts = [s.feed(spec[..., i:i + frames_per_feed].numpy())
+    parts = [s.feed(spec[..., i:i + frames_per_feed].transpose(1, 2).numpy())
              for i in range(0, spec.shape[-1], frames_per_feed)]
     assert s.sum.shape[1] <= n_fft + frames_per_feed * hop  # only the unfinished overlap waits
     parts.append(s.finish(n))

@@ -402,9 +402,11 @@ class StemWriter:
 
     def _write(self, blocks: dict[str, np.ndarray]) -> None:
         for stem, block in blocks.items():
-            if not np.isfinite(block).all():
+            # NaN and infinities show in the extremes (a NaN makes both NaN)
+            top, bottom = (float(block.max()), float(block.min())) if block.size else (0.0, 0.0)
+            if not (np.isfinite(top) and np.isfinite(bottom)):
                 raise AudioError(self.targets[stem], "refusing to write NaN or infinite samples")
-            peak = float(np.abs(block).max(initial=0.0))
+            peak = max(top, -bottom, 0.0)
             self.peaks[stem] = max(self.peaks[stem], peak)
             try:
                 if stem in self.direct and stem not in self.raw:
@@ -416,7 +418,7 @@ class StemWriter:
                             # nothing in it yet (an empty FLAC could not even be read back)
                             self.files[self.direct.pop(stem)].close()
                     else:
-                        self.files[self.direct[stem]].write(np.ascontiguousarray(_clipped(block.T, self.clip)))
+                        self.files[self.direct[stem]].write(_file_samples(block, self.bits, self.clip))
                         continue
                 self.files[self.raw[stem]].write(np.ascontiguousarray(block.T))
             except (OSError, sf.LibsndfileError, RuntimeError) as err:
@@ -520,3 +522,13 @@ def _tail(log, size: int = 4096) -> list[str]:
 
 def _clipped(block: np.ndarray, clip: str) -> np.ndarray:
     return np.clip(block, -1.0, 1.0) if clip in ("clamp", "rescale") else block
+
+
+def _file_samples(block: np.ndarray, bits: str, clip: str) -> np.ndarray:
+    """``(channels, m)`` float samples → ``(m, channels)`` for a soundfile write: for 16-bit
+    files already as int16, converted as libsndfile converts floats (× 32768, rounded, held to
+    the int16 range) but 3× faster here, which matters for long songs."""
+    if bits != "16":
+        return np.ascontiguousarray(_clipped(block.T, clip))
+    scaled = np.rint(block.T * np.float32(32768))
+    return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16, order="C")

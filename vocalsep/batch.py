@@ -82,7 +82,9 @@ def _init(job: Job, progress_queue=None, callback: Callable[[int, float], None] 
     to ``callback`` (in process)."""
     global _SEPARATOR, _PROGRESS
     from .separate import Separator, SeparatorOptions
+    from .stream import preload_fft
 
+    preload_fft()  # while the model loads
     with stage("load"):
         _SEPARATOR = Separator(job.model, SeparatorOptions(**job.options), device=job.device,
                                threads=job.threads)

@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .config import SHIPPED, ModelConfig, ModelError, resolve, sha256
+from .segments import extension_bins, segment_spans
 
 RUNTIMES = ("auto", "torch", "onnx")
 #: metadata keys of an exported model
-CONFIG_KEY, SOURCE_KEY = "vocalsep_config", "vocalsep_source_sha256"
+CONFIG_KEY, SOURCE_KEY, IO_KEY = "vocalsep_config", "vocalsep_source_sha256", "vocalsep_io"
+#: what the exported graph takes and gives (files without it are older exports: re-export)
+IO_VERSION = "2: (batch, 2, frames, net_bins) magnitudes -> mask of that band"
 #: the exported graph's input and output names
 INPUT, OUTPUT = "magnitude", "mask"
 
@@ -98,7 +101,7 @@ class OnnxModel:
     from numpy magnitudes, as :meth:`vocalsep.models.stemunet.StemUNetModel.mask` gives them.
 
     Offers what a :class:`~vocalsep.separate.Separator` uses of a model: ``config``, ``stereo``,
-    ``stream_block``/``stream_context``, ``precision(s)``, :meth:`mask`."""
+    ``stream_block``/``stream_context``, ``precision(s)``, :meth:`mask` (and :meth:`masks_t`, frames first)."""
 
     precisions = ("float32",)
     precision = "float32"
@@ -119,29 +122,53 @@ class OnnxModel:
         except Exception as err:  # onnxruntime raises its own kinds for a damaged file
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ModelError(f"{path}: not a usable vocalsep ONNX model ({first})") from None
+        if meta.get(IO_KEY) != IO_VERSION:
+            raise ModelError(f"{path}: exported by an older vocalsep (re-export it: "
+                             "scripts/ship_model.py --onnx)")
         self.path, self.source_sha256 = Path(path), meta.get(SOURCE_KEY)
         self.stereo = bool(params.get("stereo", False))
         self.segments_per_batch = int(params.get("segments_per_batch", 4))
+        self.net_bins = int(params.get("bins", 1024))
+        self.band = extension_bins(self.config.sample_rate, self.config.n_fft, self.net_bins,
+                                   params.get("extension_hz", [7000.0, 11000.0]))
 
     def mask(self, mags: np.ndarray) -> np.ndarray:
-        """``(songs, bins, frames)`` mono magnitudes → masks of the same shape (both network
-        channels given the song, their masks averaged); for a stereo model a ``(2, bins,
-        frames)`` input is the two channels of one song and gets a mask per channel."""
+        """``(songs, bins, frames)`` mono magnitudes → masks of the same shape; for a stereo
+        model a ``(2, bins, frames)`` input is the two channels of one song and gets a mask per
+        channel (as :meth:`vocalsep.models.stemunet.StemUNetModel.mask`). See :meth:`masks_t`."""
+        return self.masks_t(mags.swapaxes(-1, -2)).swapaxes(-1, -2)
+
+    def masks_t(self, mags: np.ndarray) -> np.ndarray:
+        """:meth:`mask` with frames first: ``(songs or 2, frames, bins)`` → the same shape,
+        the layout the network and the streaming STFT work in (no transposes). A mono song is
+        given on both network channels and their masks are averaged. Above the network's band,
+        each frame's mean mask over ``extension_hz``."""
         pair = self.stereo and mags.shape[0] == 2
-        x = mags[None] if pair else np.repeat(mags[:, None], 2, axis=1)  # (songs, 2, bins, frames)
-        songs, channels, bins, frames = x.shape
-        count = -(-frames // self.segment)
-        x = np.pad(x.astype(np.float32, copy=False),
-                   ((0, 0), (0, 0), (0, 0), (0, count * self.segment - frames)))
-        pieces = x.reshape(songs, channels, bins, count, self.segment).transpose(0, 3, 1, 2, 4)
-        pieces = pieces.reshape(songs * count, channels, bins, self.segment)
-        step = self.segments_per_batch
-        out = np.concatenate([
-            self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(pieces[i:i + step])})[0]
-            for i in range(0, len(pieces), step)])
-        masks = out.reshape(songs, count, channels, bins, self.segment).transpose(0, 2, 3, 1, 4)
-        masks = masks.reshape(songs, channels, bins, count * self.segment)[..., :frames]
-        return masks[0] if pair else masks.mean(axis=1)
+        low = np.asarray(mags[..., : self.net_bins], dtype=np.float32)
+        x = low[None] if pair else np.repeat(low[:, None], 2, axis=1)  # (songs, 2, frames, net_bins)
+        out = np.empty_like(x)
+        spans = segment_spans(x.shape[2], self.segment)
+        whole = [s for s in spans if s[1] - s[0] == self.segment]
+        if whole:  # the whole segments of every song, segments_per_batch at a time
+            songs, channels, _, bins = x.shape
+            count, end = len(whole), len(whole) * self.segment
+            pieces = x[:, :, :end].reshape(songs, channels, count, self.segment, bins)
+            pieces = pieces.transpose(0, 2, 1, 3, 4).reshape(-1, channels, self.segment, bins)
+            done = np.concatenate([self._run(pieces[i:i + self.segments_per_batch])
+                                   for i in range(0, len(pieces), self.segments_per_batch)])
+            done = done.reshape(songs, count, channels, self.segment, bins).transpose(0, 2, 1, 3, 4)
+            out[:, :, :end] = done.reshape(songs, channels, end, bins)
+        for start, stop, padded in spans[len(whole):]:
+            piece = np.pad(x[:, :, start:stop], ((0, 0), (0, 0), (0, padded - (stop - start)), (0, 0)))
+            out[:, :, start:stop] = self._run(piece)[:, :, : stop - start]
+        masks = out[0] if pair else out.mean(axis=1)
+        high = masks[..., self.band].mean(axis=-1, keepdims=True)
+        extra = self.config.bins - self.net_bins
+        return np.concatenate([masks, np.broadcast_to(high, (*high.shape[:-1], extra))], axis=-1)
+
+    def _run(self, pieces: np.ndarray) -> np.ndarray:
+        """The network on ``(n, 2, frames, net_bins)`` magnitudes: their masks."""
+        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(pieces)})[0]
 
     # what a Separator calls on any model
     def eval(self) -> "OnnxModel":

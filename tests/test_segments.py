@@ -1,0 +1,55 @@
+"""Cutting a song's frames into the segment network's pieces: whole segments, then a rest padded
+only to a multiple of 64 frames; each piece's mask depends on its own frames alone (so the
+streaming path, which feeds one segment at a time, gives the whole song's masks)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vocalsep.models import build
+from vocalsep.segments import FRAME_MULTIPLE, extension_bins, segment_spans
+from vocalsep.spectral import stft
+
+
+@pytest.mark.parametrize("frames,segment", [(1, 512), (64, 512), (300, 128), (7752, 512), (1024, 512)])
+def test_spans_cover_the_song_and_pad_the_rest_little(frames, segment):
+    spans = segment_spans(frames, segment)
+    assert spans[0][0] == 0 and spans[-1][1] == frames
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # contiguous, no overlap
+    assert all(stop - start == segment == padded for start, stop, padded in spans[:-1])
+    start, stop, padded = spans[-1]
+    assert padded % FRAME_MULTIPLE == 0 and 0 <= padded - (stop - start) < FRAME_MULTIPLE
+
+
+def test_a_3_minute_song_runs_less_padding():
+    """7,752 frames (3 min at 44.1 kHz, hop 1024): 15 segments and 128 frames, not 16 segments."""
+    spans = segment_spans(7752, 512)
+    assert sum(padded for _, _, padded in spans) == 15 * 512 + 128
+
+
+def test_each_piece_is_masked_on_its_own(example_song):
+    """The masks of a real song equal those of its pieces masked separately, the shorter last
+    piece included (a random quarter-width U-Net with 128-frame segments)."""
+    mixture, _, _ = example_song
+    torch.manual_seed(0)
+    model = build("stemunet", params={"width": 0.25, "segment": 128, "stereo": True}).eval()
+    mags = stft(torch.from_numpy(mixture), 4096, 1024).abs()  # (2, 2049, 259 frames)
+    assert mags.shape[-1] % 128 != 0 and mags.shape[-1] > 256
+    with torch.no_grad():
+        whole = model.mask(mags)
+        tail = model.mask(mags[..., 256:])  # the 3-frame rest alone
+        middle = model.mask(mags[..., 128:256])
+    torch.testing.assert_close(whole[..., 256:], tail, atol=1e-6, rtol=0)
+    torch.testing.assert_close(whole[..., 128:256], middle, atol=1e-6, rtol=0)
+    assert not torch.allclose(whole[..., 256:], model.mask(mags[..., 200:])[..., 56:], atol=1e-3)
+
+
+def test_extension_band_must_hold_network_bins():
+    band = extension_bins(44100, 4096, 640, (5000.0, 6890.625))
+    hz = band * 44100 / 4096
+    assert hz.min() >= 5000 and hz.max() <= 6890.625 and band.max() == 639
+    with pytest.raises(ValueError, match="holds none of the network's 640 bins"):
+        extension_bins(44100, 4096, 640, (7000.0, 11000.0))
+    assert np.array_equal(extension_bins(44100, 4096, 1024, (7000.0, 11000.0)),
+                          np.arange(651, 1022))

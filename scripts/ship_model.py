@@ -2,6 +2,7 @@
 
     python scripts/ship_model.py RUN_DIR NAME [--evaluation DIR] [--notes TEXT] [--half] [--onnx]
     python scripts/ship_model.py --export-onnx NAME     # only (re)write NAME.onnx of a shipped model
+    python scripts/ship_model.py --set-params NAME JSON  # change NAME's configuration, same weights
 
 Writes vocalsep/pretrained/NAME.pt (weights + config, without optimiser state) and NAME.md
 (the card: data, epochs, training time, validation loss, metrics table, sha256). With
@@ -26,6 +27,9 @@ from vocalsep.models.registry import PRETRAINED_DIR, sha256
 def main() -> None:
     if sys.argv[1:2] == ["--export-onnx"] and len(sys.argv) == 3:
         export(sys.argv[2])
+        return
+    if sys.argv[1:2] == ["--set-params"] and len(sys.argv) == 4:
+        set_params(sys.argv[2], json.loads(sys.argv[3]))
         return
     p = argparse.ArgumentParser()
     p.add_argument("run", type=Path)
@@ -80,6 +84,27 @@ def main() -> None:
                   (args.evaluation / "summary.md").read_text().strip(), ""]
     (PRETRAINED_DIR / f"{args.name}.md").write_text("\n".join(l for l in lines if l is not None) + "\n")
     print(f"shipped {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
+def set_params(name: str, params: dict) -> None:
+    """Rewrite the shipped ``NAME.pt`` with ``params`` merged into its configuration's (the same
+    weights, still float16, its metadata kept, the change noted in it), and its ONNX twin if it
+    has one; e.g. the band the default's network sees:
+    ``--set-params default '{"bins": 640, "extension_hz": [5000, 6890.625]}'``."""
+    from vocalsep.models.base import ModelConfig
+    from vocalsep.models.registry import ARCHITECTURES
+
+    target = PRETRAINED_DIR / f"{name}.pt"
+    model = load(target)
+    config = model.config.to_dict()
+    config["params"] = {**config["params"], **params}
+    changed = ARCHITECTURES[config["arch"]](ModelConfig(**config))
+    changed.load_state_dict(model.state_dict())
+    meta = {**model.meta, "params_changed": {**model.meta.get("params_changed", {}), **params}}
+    save(changed, target, meta=meta, half=True)
+    print(f"rewrote {target} (params {json.dumps(changed.config.params)}, sha256 {sha256(target)})")
+    if target.with_suffix(".onnx").exists():
+        export(name)
 
 
 def export(name: str) -> None:

@@ -160,6 +160,12 @@ def test_16_bit_samples_are_rounded_not_wrapped(tmp_path, ext, example_song):
     path = write_audio(tmp_path / f"edges.{ext}", edges, 8000, bits="16", clip="none")
     ints = sf.read(path, dtype="int16")[0]
     assert ints.tolist() == [32767, -32768, 32767, -32768, 1, -2]
+    # a stem over full scale is rescaled at the end (through a float file): rounded the same way
+    loud = song * np.float32(1.2 / np.abs(song).max())
+    path = write_audio(tmp_path / f"loud.{ext}", loud, rate, bits="16", clip="rescale")
+    ints = sf.read(path, dtype="int16", always_2d=True)[0].T.astype(np.float64)
+    expected = np.clip(np.rint(loud.astype(np.float64) / 1.2 * 32768), -32768, 32767)
+    assert np.abs(ints - expected).max() <= 1 and np.mean(ints == expected) > 0.99
 
 def test_write_mp3(tmp_path, ffmpeg):
     x = tone(44100, 2, seconds=0.5)

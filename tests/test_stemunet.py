@@ -264,3 +264,12 @@ def test_width_and_teacher_are_checked(tmp_path, mir1k_valid_dir):
     tracks = load_mir1k(mir1k_valid_dir)[:2]
     with pytest.raises(ValueError, match="teacher default: its STFT"):
         train(build("paper"), tracks, tracks, tmp_path / "run", TrainConfig(epochs=1, teacher="default"))
+
+
+def test_bins_and_segment_must_be_multiples_of_64():
+    """Six stride-2 layers: a band or segment the network cannot halve six times is refused
+    when the model is made, not at its first song."""
+    with pytest.raises(ValueError, match="multiples of 64"):
+        build("stemunet", params={"segment": 300})
+    with pytest.raises(ValueError, match="multiples of 64"):
+        build("stemunet", params={"bins": 600})

@@ -15,7 +15,7 @@ def _stream_stft(x: torch.Tensor, n_fft: int, hop: int, block: int) -> torch.Ten
     s = StreamingSTFT(n_fft, hop, x.shape[0])
     frames = [s.feed(x[:, i:i + block].numpy()) for i in range(0, x.shape[1], block)]
     frames.append(s.finish())
-    assert all(f.shape[1:] == (f.shape[1], n_fft // 2 + 1) for f in frames)  # frames first
+    assert all(f.ndim == 3 and f.shape[0] == 2 and f.shape[2] == n_fft // 2 + 1 for f in frames)  # frames first
     return torch.from_numpy(np.concatenate(frames, axis=1)).transpose(1, 2)
 
 

@@ -463,8 +463,9 @@ class StemWriter:
                 subtype = "VORBIS" if ext == "ogg" else SUBTYPES[self.bits]
                 with sf.SoundFile(os.fsencode(tmp), "w", self.rate, self.channels[stem], subtype=subtype,
                                   format=SOUNDFILE_FORMATS[ext]) as dst:
-                    for block in blocks:
-                        dst.write(_clipped(block, self.clip))
+                    for block in blocks:  # (m, channels)
+                        dst.write(_file_samples(block.T, self.bits, self.clip) if subtype == "PCM_16"
+                                  else _clipped(block, self.clip))
             else:
                 self._encode_ffmpeg(blocks, tmp, FFMPEG_FORMATS[ext], path, self.channels[stem])
         except (OSError, sf.LibsndfileError, RuntimeError) as err:

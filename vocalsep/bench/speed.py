@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every method this many times, in turns, and report the run with the "
+                        "median wall time (a shared machine's speed drifts by 10%% between runs)")
     p.add_argument("--out", type=Path, default=None, help="write summary.md here")
     p.add_argument("--spleeter-max-minutes", type=float, default=10.0,
                    help="leave Spleeter out of longer songs (Spleeter itself crops at 10 minutes; "
@@ -82,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     lengths = [float(m) for m in args.minutes.split(",") if m.strip()]
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     lines = [f"{args.threads} thread(s) per process; wall time includes start-up, decoding and "
-             "writing both stems; peak memory = the process's peak resident set.", "",
+             "writing both stems; peak memory = the process's peak resident set."
+             + (f" Each method ran {args.repeat} times, in turns; the table shows the run with "
+                "the median wall time." if args.repeat > 1 else ""), "",
              "Stage columns: seconds spent loading the model, in decode, resample, STFT, model, "
              "iSTFT and encode (writing); the rest is start-up (Python, imports), masking and "
              "glue.", "",
@@ -132,13 +139,24 @@ def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
                                     str(tmp / "spleeter")]))
         else:
             print(f"note: {SPLEETER} skipped (not installed: {sp.INSTALL_HINT})", file=sys.stderr)
-    results = {}
-    for i, (label, cmd) in enumerate(runs):
-        results[label] = timed(cmd, args.threads, tmp / f"timings-{song.stem}-{i}.json")
-        wall, rss, code, err, _ = results[label]
-        print(f"{song.name} {label}: {wall:.1f} s, {rss:.0f} MB" + (f" (exit {code}: {err})" if code else ""),
-              file=sys.stderr, flush=True)
-    return results
+    tries: dict[str, list] = {label: [] for label, _ in runs}
+    for turn in range(args.repeat):  # in turns, so that a slow spell of the machine hits all
+        for i, (label, cmd) in enumerate(runs):
+            result = timed(cmd, args.threads, tmp / f"timings-{song.stem}-{i}-{turn}.json")
+            tries[label].append(result)
+            wall, rss, code, err, _ = result
+            print(f"{song.name} {label}: {wall:.1f} s, {rss:.0f} MB" + (f" (exit {code}: {err})" if code else ""),
+                  file=sys.stderr, flush=True)
+    return {label: median_run(results) for label, results in tries.items()}
+
+
+def median_run(results: list[tuple]) -> tuple:
+    """The run with the median wall time (the lower middle one of an even count); a failed
+    run, if any, so that failures show."""
+    failed = [r for r in results if r[2]]
+    if failed:
+        return failed[0]
+    return sorted(results, key=lambda r: r[0])[(len(results) - 1) // 2]
 
 
 def cli_options(spec: str) -> tuple[str, list[str]]:

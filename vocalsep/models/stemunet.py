@@ -436,7 +436,9 @@ def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> P
     tmp = path.with_name(f".{path.name}.part")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and folding notes
-        torch.onnx.export(model.inference_net(), (example,), str(tmp), input_names=[INPUT],
+        # the network itself, transposed convolutions included: ONNX Runtime runs them 8 %
+        # faster than InferenceStemUNet's phase convolutions (which are faster in torch)
+        torch.onnx.export(model.net, (example,), str(tmp), input_names=[INPUT],
                           output_names=[OUTPUT], opset_version=17, dynamo=False,
                           dynamic_axes={INPUT: {0: "batch", 2: "frames"},
                                         OUTPUT: {0: "batch", 2: "frames"}})

@@ -17,6 +17,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -86,22 +87,27 @@ def main() -> None:
     print(f"shipped {target} ({target.stat().st_size / 1e6:.1f} MB)")
 
 
-def set_params(name: str, params: dict) -> None:
+def set_params(name: str, params: dict[str, Any]) -> None:
     """Rewrite the shipped ``NAME.pt`` with ``params`` merged into its configuration's (the same
-    weights, still float16, its metadata kept, the change noted in it), and its ONNX twin if it
-    has one; e.g. the band the default's network sees:
-    ``--set-params default '{"bins": 640, "extension_hz": [5000, 6890.625]}'``."""
-    from vocalsep.models.base import ModelConfig
-    from vocalsep.models.registry import ARCHITECTURES
+    weights, stored as before: float16 stays float16; its metadata kept, each change noted in it
+    as ``[old, new]``), and its ONNX twin if it has one; e.g. the band the default's network
+    sees: ``--set-params default '{"bins": 640, "extension_hz": [5000, 6890.625]}'``. Only keys
+    the configuration already has can be set (a typo must not ship)."""
+    from vocalsep.models import build
 
     target = PRETRAINED_DIR / f"{name}.pt"
     model = load(target)
-    config = model.config.to_dict()
-    config["params"] = {**config["params"], **params}
-    changed = ARCHITECTURES[config["arch"]](ModelConfig(**config))
+    old = model.config.params
+    unknown = sorted(set(params) - set(old))
+    if unknown:
+        raise SystemExit(f"{target}: no such parameter(s) {', '.join(unknown)} (it has {', '.join(old)})")
+    half = any(t.dtype == torch.float16 for t in
+               torch.load(target, map_location="cpu", weights_only=True)["state"].values())
+    cfg = model.config
+    changed = build(cfg.arch, {**old, **params}, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop)
     changed.load_state_dict(model.state_dict())
-    meta = {**model.meta, "params_changed": {**model.meta.get("params_changed", {}), **params}}
-    save(changed, target, meta=meta, half=True)
+    notes = {**model.meta.get("params_changed", {}), **{k: [old[k], v] for k, v in params.items()}}
+    save(changed, target, meta={**model.meta, "params_changed": notes}, half=half)
     print(f"rewrote {target} (params {json.dumps(changed.config.params)}, sha256 {sha256(target)})")
     if target.with_suffix(".onnx").exists():
         export(name)

@@ -146,7 +146,6 @@ def test_write_read_round_trip(tmp_path, ext, bits):
     assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*"))
 
 
-
 @pytest.mark.parametrize("ext", ["wav", "flac"])
 def test_16_bit_samples_are_rounded_not_wrapped(tmp_path, ext, example_song):
     """16-bit files get the nearest int16 (we convert, not libsndfile, which floors in WAV):
@@ -166,6 +165,7 @@ def test_16_bit_samples_are_rounded_not_wrapped(tmp_path, ext, example_song):
     ints = sf.read(path, dtype="int16", always_2d=True)[0].T.astype(np.float64)
     expected = np.clip(np.rint(loud.astype(np.float64) / 1.2 * 32768), -32768, 32767)
     assert np.abs(ints - expected).max() <= 1 and np.mean(ints == expected) > 0.99
+
 
 def test_write_mp3(tmp_path, ffmpeg):
     x = tone(44100, 2, seconds=0.5)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from vocalsep.bench import quality
-from vocalsep.config import resolve
 from vocalsep.bench import spleeter as sp
+from vocalsep.config import resolve
 from vocalsep.data import read_mir1k_clip
 from vocalsep.evaluate import evaluate
 
@@ -144,6 +144,7 @@ def test_speed_bench_reports_the_median_run():
     assert median_run(runs) == runs[0]
     assert median_run(runs[:2]) == runs[1]  # even count: the lower middle
     assert median_run([*runs, (1.0, 50, 1, "boom", {})])[2] == 1
+
 
 def test_spleeter_cli_writes_both_stems(mir1k_test_clip, tmp_path):
     """``python -m vocalsep.bench.spleeter SONG OUT`` (the speed benchmark's Spleeter run)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: frames of a segment must be a multiple of this (six stride-2 layers)
+#: a segment's frames and the network's bins must be multiples of this (six stride-2 layers)
 FRAME_MULTIPLE = 64
 
 

@@ -8,8 +8,8 @@ frame can reach them. Memory holds about one window of samples, whatever the len
 
 numpy and scipy's FFT (no torch), so that separation with an ONNX model starts without
 importing torch; scipy's FFT on all cores is 3–5× faster here than numpy's. Importing
-``scipy.fft`` takes 0.35 s on a 2-core machine: :func:`preload_fft` starts it on a thread, to
-overlap with loading the model.
+``scipy.fft`` takes a third of a second on a 2-core machine (``python -X importtime``):
+:func:`preload_fft` starts it on a thread, to overlap with loading the model.
 Shapes: samples ``(channels, m)`` float32 arrays; frames ``(channels, k, n_fft//2+1)`` complex64,
 frames first (the layout the FFT gives and takes, and the network's: no transposes on the way;
 ``.swapaxes(-1, -2)`` of :func:`vocalsep.spectral.stft`'s ``(channels, bins, k)``).

@@ -98,14 +98,20 @@ def main(argv: list[str] | None = None) -> int:
              + " | ".join(STAGES) + " | start-up, other | time / Spleeter's |",
              "|---|---|---:|---:|---:|" + "---:|" * (len(STAGES) + 2)]
     ok = True
+    every: list[str] = []  # every run's wall time, a line per song and method
     with tempfile.TemporaryDirectory(prefix="vocalsep-speed-") as tmp:
         songs = [args.song] if args.song else [make_song(Path(tmp) / f"song{m:g}.wav", m) for m in lengths]
         for song in songs:
-            results = run_all(song, args, Path(tmp))
+            tries = run_all(song, args, Path(tmp))
+            results = {label: median_run(runs) for label, runs in tries.items()}
             ok &= all(r[2] == 0 for r in results.values())
             lines += table_rows(song, results)
+            every += [f"- {song.name} {label}: " + ", ".join(f"{r[0]:.1f}" for r in runs) + " s"
+                      for label, runs in tries.items()]
     text = "# Separation speed and memory, end to end\n\n" + "\n".join(lines)
     text += "\n"
+    if args.repeat > 1:
+        text += "\nWall time of every run, in the order run:\n\n" + "\n".join(every) + "\n"
     print(text, end="")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -119,8 +125,9 @@ def _seconds(song: Path) -> float:
     return sf.info(str(song)).duration
 
 
-def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
-    """Separate ``song`` with every method, each in a fresh process; label → timed() result."""
+def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict[str, list[tuple]]:
+    """Separate ``song`` with every method, each in a fresh process, ``args.repeat`` times in
+    turns; label → its timed() results."""
     from . import spleeter as sp
 
     runs: list[tuple[str, list[str]]] = []
@@ -147,7 +154,7 @@ def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict:
             wall, rss, code, err, _ = result
             print(f"{song.name} {label}: {wall:.1f} s, {rss:.0f} MB" + (f" (exit {code}: {err})" if code else ""),
                   file=sys.stderr, flush=True)
-    return {label: median_run(results) for label, results in tries.items()}
+    return tries
 
 
 def median_run(results: list[tuple]) -> tuple:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import SHIPPED, ModelConfig, ModelError, resolve, sha256
-from .segments import extension_bins, segment_spans
+from .segments import network_band, segment_spans
 
 RUNTIMES = ("auto", "torch", "onnx")
 #: metadata keys of an exported model
@@ -125,9 +125,7 @@ class OnnxModel:
             self.config = ModelConfig(**json.loads(meta[CONFIG_KEY]))
             params = self.config.params
             self.segment = self.stream_block = int(params["segment"])
-            self.net_bins = int(params.get("bins", 1024))
-            self.band = extension_bins(self.config.sample_rate, self.config.n_fft, self.net_bins,
-                                       params.get("extension_hz", [7000.0, 11000.0]))
+            self.net_bins, self.band = network_band(params, self.config.sample_rate, self.config.n_fft)
         except Exception as err:  # onnxruntime raises its own kinds for a damaged file
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ModelError(f"{path}: not a usable vocalsep ONNX model ({first})") from None

@@ -6,7 +6,13 @@ numpy only, shared by :class:`vocalsep.models.stemunet.StemUNetModel` (torch) an
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+#: the band a stemunet network sees unless its configuration says otherwise: Spleeter's 1024
+#: bins (0–11 kHz at 44.1 kHz, n_fft 4096), the mask above it from 7–11 kHz
+DEFAULT_BINS, DEFAULT_EXTENSION_HZ = 1024, (7000.0, 11000.0)
 
 #: a segment's frames and the network's bins must be multiples of this (six stride-2 layers)
 FRAME_MULTIPLE = 64
@@ -22,6 +28,14 @@ def segment_spans(frames: int, segment: int) -> list[tuple[int, int, int]]:
         stop = min(start + segment, frames)
         spans.append((start, stop, -(-(stop - start) // FRAME_MULTIPLE) * FRAME_MULTIPLE))
     return spans
+
+
+def network_band(params: dict[str, Any], sample_rate: int, n_fft: int) -> tuple[int, np.ndarray]:
+    """A stemunet configuration's ``params`` → (the number of bins its network sees, the
+    :func:`extension_bins` whose mean mask goes above them)."""
+    net_bins = int(params.get("bins", DEFAULT_BINS))
+    return net_bins, extension_bins(sample_rate, n_fft, net_bins,
+                                    params.get("extension_hz", DEFAULT_EXTENSION_HZ))
 
 
 def extension_bins(sample_rate: int, n_fft: int, net_bins: int,

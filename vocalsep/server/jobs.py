@@ -19,7 +19,8 @@ stopped or was killed before they finished) are queued again, oldest first; ``do
 
 :class:`JobRunner` runs jobs on ``workers`` threads sharing one loaded
 :class:`~vocalsep.separate.Separator` (the model is loaded once; inference only reads it), each
-thread with ``threads`` CPU threads (torch's, or ONNX Runtime's through the separator), so at most ``workers`` songs are separated at a time
+thread with ``threads`` CPU threads (torch's, or ONNX Runtime's through the separator; by
+default :func:`threads_per_worker`), so at most ``workers`` songs are separated at a time
 whatever the number of uploads waiting.
 """
 from __future__ import annotations
@@ -268,6 +269,11 @@ class _Stopping(Exception):
     """Raised inside a running separation when the server shuts down."""
 
 
+
+def threads_per_worker(workers: int) -> int:
+    """CPU threads for each of ``workers`` separating at once: the cores shared among them."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
 class JobRunner:
     """``workers`` threads separating queued jobs with one shared ``separator``."""
 
@@ -286,8 +292,8 @@ class JobRunner:
 
     def start(self) -> None:
         """Queue the jobs left queued or running by a previous server, start the workers."""
-        if self.threads is None:  # share the CPU cores among the workers
-            self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        if self.threads is None:
+            self.threads = threads_per_worker(self.workers)
         for job in self.store.jobs("queued", "running"):
             self.store.update(job.id, status="queued", progress=0.0, started=None)
             self.submit(job.id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,6 +38,7 @@ class Job:
     force: bool = False
     device: str = "cpu"
     threads: int | None = None
+    verbose: bool = False  # each process says on stderr what separates (Separator.describe)
 
 
 @dataclass
@@ -88,6 +90,8 @@ def _init(job: Job, progress_queue=None, callback: Callable[[int, float], None] 
     with stage("load"):
         _SEPARATOR = Separator(job.model, SeparatorOptions(**job.options), device=job.device,
                                threads=job.threads)
+    if job.verbose:
+        print(f"vocalsep: {job.model or 'default'}: {_SEPARATOR.describe()}", file=sys.stderr, flush=True)
     if progress_queue is not None:
         _PROGRESS = lambda index, fraction: progress_queue.put((index, fraction))  # noqa: E731
     else:

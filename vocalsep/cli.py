@@ -56,7 +56,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if args.jobs > 1:  # a bad model fails here with one line, not in every worker
         Separator(args.model, SeparatorOptions(**options), device=args.device)
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
-              force=args.force, device=args.device, options=options)
+              force=args.force, device=args.device, options=options, verbose=args.verbose)
     show = not args.quiet and sys.stderr.isatty()
     overall = tqdm(total=len(inputs), desc="files", unit="file", disable=not show or len(inputs) < 2,
                    position=0)
@@ -300,13 +300,14 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
                         "(--wiener alone: 1; default 0 = off)")
     # = vocalsep.separate.PRECISIONS (not imported: it would import torch before --help)
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="the model's arithmetic: auto = bfloat16 where the model offers it (the "
-                        "default model) and the CPU computes it natively (AVX512-BF16, AMX), "
-                        "else float32 (default: auto)")
+                   help="the model's arithmetic: auto = float32 in ONNX Runtime; in torch, "
+                        "bfloat16 where the model offers it (stemunet models) and the CPU "
+                        "computes it natively (AVX512-BF16, AMX), else float32 (default: auto)")
     # = vocalsep.runtime.RUNTIMES
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                    help="what runs the model: auto = ONNX Runtime for a model shipped with an ONNX "
-                        "export (the default model) on the CPU in float32, else torch (default: auto)")
+                        "export (the default model) on the CPU, unless --precision bfloat16, "
+                        "else torch (default: auto)")
 
 
 # ---------------------------------------------------------------- bench
@@ -340,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-existing", action="store_true", help=argparse.SUPPRESS)  # the default now
     s.add_argument("-j", "--jobs", type=int, default=1, help="files separated in parallel (processes)")
     s.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    s.add_argument("-v", "--verbose", action="store_true",
+                   help="say which runtime, precision and CPU threads separate the songs")
     s.set_defaults(func=cmd_separate)
 
     t = sub.add_parser("train", help="train a model")

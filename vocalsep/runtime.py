@@ -61,9 +61,10 @@ def onnx_twin(name_or_path: str | os.PathLike | None) -> Path | None:
 def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device: str,
                    precision: str) -> Path | None:
     """The ONNX file to run, or None for torch. ``auto`` takes ONNX when the model has one,
-    on the CPU in float32 (auto precision: unless the CPU has native bfloat16, where torch's
-    bfloat16 is faster) and ONNX Runtime is installed; ``onnx``, or a model given as an
-    ``.onnx`` file, insists (``ModelError`` saying why not); ``torch`` never takes it."""
+    on the CPU, in float32 or auto precision, with ONNX Runtime installed: ONNX Runtime in
+    float32 was the faster runtime on both CPU kinds measured, also where torch computes in
+    native bfloat16 (docs/bench/runtime-choice.md). ``onnx``, or a model given as an ``.onnx``
+    file, insists (``ModelError`` saying why not); ``torch`` never takes it."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime}: one of {', '.join(RUNTIMES)}")
     given_onnx = name_or_path is not None and str(name_or_path).endswith(".onnx")
@@ -80,9 +81,7 @@ def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device:
     if (runtime == "onnx" or given_onnx) and reasons:
         raise ModelError(f"model {name_or_path or 'default'}: cannot run with ONNX Runtime: "
                          + "; ".join(reasons))
-    if reasons or (not given_onnx and runtime == "auto" and precision == "auto" and native_bfloat16()):
-        return None
-    return twin
+    return None if reasons else twin
 
 
 def open_onnx(path: Path, name_or_path: str | os.PathLike | None,
@@ -113,7 +112,9 @@ class OnnxModel:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice (physical cores)
+        #: CPU threads of the network: as given, else one per core this process may use
+        self.threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         # idle threads sleep rather than spin between runs, leaving the cores to the numpy
         # work around them (FFTs, writing): a 3-minute song took 4.9-5.2 s in 6 runs here,

@@ -113,6 +113,17 @@ class Separator:
         self.model.set_precision(choose_precision(self.options.precision, self.model, device))
         self.model.prepare()
 
+    def describe(self) -> str:
+        """What separates, in one line: the model's architecture, the runtime, the precision and
+        the CPU threads (e.g. ``"stemunet in ONNX Runtime, float32, 2 threads"``)."""
+        if isinstance(self.model, OnnxModel):
+            where, threads = "ONNX Runtime", self.model.threads
+        else:
+            import torch
+
+            where, threads = f"torch on {self.device}", torch.get_num_threads()
+        return f"{self.model.config.arch} in {where}, {self.model.precision}, {threads} threads"
+
     @property
     def rate(self) -> int:
         """The model's sample rate in Hz."""

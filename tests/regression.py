@@ -1,0 +1,100 @@
+"""Regression fixture: what every shipped model and option gave on a real song before the
+signal-path redesign (issue #16), kept as random projections of the stems, not as audio.
+
+The song is the stempeg example (a MUSDB18 test track inside the ``stempeg`` wheel), played
+twice (13.5 s: a whole 512-frame segment of the default and a rest). MUSDB audio is never
+committed, so each output is stored as, per channel and per second of audio, ``PROJECTIONS``
+projections onto fixed random ±1/√n sign vectors (unit length): for a difference ``d`` of
+noise-like rounding each projection is about the RMS of ``d`` in that second, and any change
+of the signal path (another mask, another frame grid, a shifted sample) moves them by far more.
+
+Written by ``python tests/regression.py --write`` (at d47abcf's signal path plus issue #16's
+first part, which changed no output); read by tests/test_regression.py.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "regression.npz"
+PROJECTIONS = 8
+SEED = 16
+
+#: name → (model, options, rate, channels, seconds or None for the whole 13.5 s)
+CASES: dict[str, tuple[str, dict, int, int, float | None]] = {
+    "default-44k-stereo": ("default", {}, 44_100, 2, None),
+    "default-48k-stereo-fullband": ("default", {}, 48_000, 2, None),
+    "default-48k-no-full-band": ("default", {"full_band": False}, 48_000, 2, 8.0),
+    "default-16k-mono": ("default", {}, 16_000, 1, None),
+    "default-binary": ("default", {"mask": "binary"}, 44_100, 2, 8.0),
+    "default-torch-float32": ("default", {"runtime": "torch", "precision": "float32"}, 44_100, 2, None),
+    "default-wiener": ("default", {"wiener": 1}, 44_100, 2, 5.0),
+    "default-griffinlim": ("default", {"reconstruct": "griffinlim"}, 44_100, 2, 3.0),
+    "default-short": ("default", {}, 44_100, 2, 0.05),
+    "small-44k-stereo-fullband": ("small", {}, 44_100, 2, 8.0),
+    "small-16k-mono": ("small", {}, 16_000, 1, None),
+    "paper-16k-mono-binary": ("paper", {"mask": "binary"}, 16_000, 1, 4.0),
+}
+
+
+def song() -> tuple[np.ndarray, int]:
+    """The stempeg example song twice, ``(2, n)`` float32, and its rate."""
+    import stempeg
+
+    stems, rate = stempeg.read_stems(str(stempeg.example_stem_path()), stem_id=[0])
+    mixture = np.ascontiguousarray(np.asarray(stems).T, dtype=np.float32)
+    return np.tile(mixture, (1, 2)), int(rate)
+
+
+def case_input(name: str, mixture: np.ndarray, native: int) -> tuple[np.ndarray, int]:
+    """The input of case ``name``: the song at the case's rate, channels and length."""
+    from vocalsep import audio as audio_io
+
+    _, _, rate, channels, seconds = CASES[name]
+    x = audio_io.resample(mixture, native, rate)
+    x = x if channels == 2 else x.mean(axis=0, keepdims=True)
+    return np.ascontiguousarray(x if seconds is None else x[:, : int(seconds * rate)]), rate
+
+
+def summary(x: np.ndarray, rate: int) -> np.ndarray:
+    """``(channels, n)`` → ``(channels, seconds, PROJECTIONS)`` projections onto unit-length
+    random sign vectors, one set per second (the last, shorter second too)."""
+    rng = np.random.default_rng(SEED)
+    channels, n = x.shape
+    starts = range(0, n, rate)
+    out = np.zeros((channels, len(starts), PROJECTIONS))
+    for b, start in enumerate(starts):
+        block = x[:, start:start + rate].astype(np.float64)
+        signs = rng.choice([-1.0, 1.0], size=(PROJECTIONS, block.shape[1])) / np.sqrt(block.shape[1])
+        out[:, b] = block @ signs.T
+    return out
+
+
+def outputs(name: str, separator=None) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """Case ``name`` separated through the API: its input, the stems, the rate."""
+    from vocalsep.separate import Separator, SeparatorOptions
+
+    model, options, _, _, _ = CASES[name]
+    x, rate = case_input(name, *song())
+    sep = separator or Separator(model, SeparatorOptions(**options))
+    return x, sep.separate(x, rate), rate
+
+
+def write() -> None:
+    """Separate every case with the code at hand and store the summaries in :data:`FIXTURE`."""
+    stored = {}
+    for name in CASES:
+        _, stems, rate = outputs(name)
+        stored[name] = summary(stems["vocals"], rate)
+        print(name, stored[name].shape, file=sys.stderr)
+    FIXTURE.parent.mkdir(exist_ok=True)
+    np.savez_compressed(FIXTURE, **stored)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/regression.py --write")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    write()

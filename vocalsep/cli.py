@@ -120,12 +120,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(args.seed)  # the initial weights too: the same --seed, the same run
-    model = _initial_model(args.arch, args.init, args.stereo, args.width)
+    model = _initial_model(args.arch, args.init, args.stereo, args.width, args.params)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,
                       patience=args.patience, lr_patience=args.lr_patience,
                       max_minutes=args.max_minutes, threads=args.threads,
-                      balance_groups=args.balance_groups, teacher=args.teacher)
+                      balance_groups=args.balance_groups, teacher=args.teacher,
+                      teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs)
     bar = tqdm(disable=args.quiet, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -136,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.refresh()
 
     meta = {"data": [str(d) for d in args.data], "valid": [str(d) for d in args.valid or args.data],
-            "arch": args.arch, "init": args.init, "teacher": args.teacher, "width": args.width,
+            "arch": args.arch, "init": args.init, "teacher": args.teacher, "width": args.width, "params": args.params,
             "train_config": {k: v for k, v in vars(cfg).items() if k != "history"}}
     history = train(model, train_tracks, valid_tracks, args.out, cfg, resume=not args.restart,
                     progress=progress, meta=meta)
@@ -148,11 +149,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _initial_model(arch: str, init: str | None, stereo: bool = False, width: float | None = None):
+def _initial_model(arch: str, init: str | None, stereo: bool = False, width: float | None = None,
+                   params: str | None = None):
     """A fresh ``arch`` model; ``init``: ``spleeter`` (Spleeter's 2stems vocal U-Net, for
     ``stemunet``) or a saved model file of the same architecture to start from. ``stereo``
     (stemunet): train and separate with a mask per channel. ``width`` (stemunet): that share of
-    Spleeter's filters per layer, pruned from ``init``'s network if one is given."""
+    Spleeter's filters per layer, pruned from ``init``'s network if one is given. ``params``:
+    a JSON object of configuration values that replace ``init``'s (same weights), e.g. the
+    network's band ``{"bins": 640, "extension_hz": [5000, 6890.625]}``."""
     from .models import ModelError, build, load
 
     for option, given in (("--stereo", stereo), ("--width", width is not None)):
@@ -181,6 +185,20 @@ def _initial_model(arch: str, init: str | None, stereo: bool = False, width: flo
         if init is not None:  # a fresh model is built narrow; a trained one is pruned
             narrow.net.load_state_dict(pruned(model.net, width).state_dict())
         model = narrow
+    if params:
+        import json
+
+        try:
+            changes = json.loads(params)
+        except json.JSONDecodeError as err:
+            raise ModelError(f"--params {params}: not JSON ({err.msg})") from None
+        if not isinstance(changes, dict):
+            raise ModelError(f"--params {params}: a JSON object of configuration values")
+        c = model.config
+        changed = build(arch, params={**c.params, **changes}, sample_rate=c.sample_rate,
+                        n_fft=c.n_fft, hop=c.hop)
+        changed.load_state_dict(model.state_dict())
+        model = changed
     if stereo:
         model.config.params["stereo"] = model.stereo = True
     return model.train()
@@ -361,7 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stemunet: this share of Spleeter's filters in every layer (0.5: a quarter "
                         "of the work), pruned from --init's network when given")
     t.add_argument("--teacher", default=None, metavar="MODEL",
-                   help="distil: the model's own estimates are a second target (mean of both losses)")
+                   help="distil: the model's own estimates are a second target (mean of both "
+                        "losses); 'spleeter': Spleeter 2stems' ratio mask of its two networks")
+    t.add_argument("--teacher-rate", type=int, default=None, metavar="HZ",
+                   help="distil only on examples of the data at this sample rate (e.g. 44100: "
+                        "MUSDB18, not the 16 kHz MIR-1K); the others learn the true stems alone")
+    t.add_argument("--l2sp", type=float, default=0.0, metavar="WEIGHT",
+                   help="add WEIGHT x the squared distance to the starting weights (L2-SP)")
+    t.add_argument("--keep-epochs", action="store_true",
+                   help="also save every epoch's model (epoch-NNN.pt), to choose or average later")
+    t.add_argument("--params", default=None, metavar="JSON",
+                   help="configuration values replacing --init's, same weights (stemunet: "
+                        "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}')")
     t.add_argument("--balance-groups", action="store_true",
                    help="draw data of each sample rate equally often (e.g. MIR-1K and MUSDB18)")
     t.add_argument("--out", required=True, help="run folder (checkpoints, best.pt, history.csv, loss.png)")

@@ -144,6 +144,8 @@ class RemixSampler:
                  gain_db: float = 6.0, seed: int = 0, groups: list | None = None,
                  channels: int = 1, swap_channels: bool = False, balance_groups: bool = False):
         groups = list(groups) if groups is not None else [0] * len(tracks)
+        #: each track's group, and the groups of the examples of the last :meth:`batch`
+        self.labels, self.drawn = groups, []
         self.partners = [np.flatnonzero([g == h for h in groups]) for g in groups]
         self.groups = [np.flatnonzero([g == h for h in groups]) for g in dict.fromkeys(groups)]
         self.balance_groups = balance_groups
@@ -180,6 +182,7 @@ class RemixSampler:
         """One (vocals, accompaniment) pair of ``(frames - 1) * hop`` samples (``(channels,
         samples)`` for stereo examples)."""
         i = self._first_track()
+        self.drawn.append(self.labels[i])
         if not self.remix:
             v, off = self._excerpt(self.vocals[i])
             a, _ = self._excerpt(self.accompaniment[i], off)
@@ -193,7 +196,9 @@ class RemixSampler:
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Magnitudes ``(mixture, vocals, accompaniment)``, each ``(size, bins, frames)``, or
-        ``(size, channels, bins, frames)`` for stereo examples."""
+        ``(size, channels, bins, frames)`` for stereo examples; :attr:`drawn` then holds the
+        group of each example."""
+        self.drawn = []
         pairs = [self.example() for _ in range(size)]
         v = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
         a = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))

@@ -41,7 +41,10 @@ class TrainConfig:
     threads: int | None = None
     valid_stride: int | None = None  # frames between validation examples
     balance_groups: bool = False  # draw each source rate (e.g. 16 kHz MIR-1K, 44.1 kHz MUSDB) equally
-    teacher: str | None = None  # a model whose estimates are a second target (distillation)
+    teacher: str | None = None  # a model (or "spleeter") whose estimates are a second target
+    teacher_rate: int | None = None  # distil only on examples of data at this sample rate
+    l2sp: float = 0.0  # weight of the squared distance to the starting weights (L2-SP)
+    keep_epochs: bool = False  # also save every epoch's model as epoch-NNN.pt
     history: list[dict] = field(default_factory=list)
 
 
@@ -85,16 +88,24 @@ def teacher_estimates(teacher: SeparationModel, mix: torch.Tensor) -> tuple[torc
         mask = teacher.channel_masks(mix, teacher.inference_net())
     else:
         mask = teacher.mask(mix)
+    mix = mix[..., : mask.shape[-2], :]  # a teacher may give only the student's band
     return mask * mix, (1 - mask) * mix
 
 
 def step_loss(model: SeparationModel, batch: tuple[torch.Tensor, ...],
-              teacher: SeparationModel | None) -> torch.Tensor:
+              teacher: SeparationModel | None, taught: torch.Tensor | None = None) -> torch.Tensor:
     """The training loss of one batch; with a teacher, the mean of the losses against the true
-    stems and against the teacher's estimates."""
+    stems and against the teacher's estimates (``taught``, a ``(batch,)`` bool tensor: only for
+    those examples, the others count the true stems twice)."""
     loss = model.training_loss(*batch)
     if teacher is not None:
-        loss = (loss + model.training_loss(batch[0], *teacher_estimates(teacher, batch[0]))) / 2
+        targets = teacher_estimates(teacher, batch[0])
+        if taught is not None:
+            keep = taught.view(-1, *[1] * (batch[0].ndim - 1))
+            bins = targets[0].shape[-2]
+            targets = tuple(torch.where(keep, t, true[..., :bins, :])
+                            for t, true in zip(targets, batch[1:]))
+        loss = (loss + model.training_loss(batch[0], *targets)) / 2
     return loss
 
 
@@ -148,10 +159,15 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     valid = validation_batches(model, valid_tracks, cfg.valid_stride)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     teacher = None
-    if cfg.teacher:
+    if cfg.teacher == "spleeter":
+        from .models.stemunet import SpleeterRatioTeacher
+
+        teacher = SpleeterRatioTeacher(getattr(model, "net_bins", 1024))
+    elif cfg.teacher:
         from .models import load
 
         teacher = load(cfg.teacher).requires_grad_(False)
+    if cfg.teacher:
         t, m = teacher.config, model.config
         if (t.sample_rate, t.n_fft, t.hop) != (m.sample_rate, m.n_fft, m.hop) \
                 or (model.stereo and not hasattr(teacher, "channel_masks")) \
@@ -160,6 +176,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
                              f"{'stereo' if teacher.stereo else 'mono'}) must be the student's "
                              f"({m.sample_rate} Hz, {m.n_fft}/{m.hop}, {'stereo' if model.stereo else 'mono'})")
 
+    # L2-SP: the weights the run started from (on resume, those saved with the checkpoint)
+    start = [p.detach().clone() for p in model.parameters()] if cfg.l2sp else []
     history: list[dict] = []
     epoch, step_in_epoch, best, elapsed, running = 0, 0, math.inf, 0.0, []
     last = out / "last.pt"
@@ -172,6 +190,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ValueError(f"{last}: not a usable checkpoint ({first}); --restart to start over") from None
         model.load_state_dict(state["model"])
+        if cfg.l2sp:
+            start = state.get("start") or start
         optimizer.load_state_dict(state["optimizer"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -190,6 +210,7 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
             "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "epoch": epoch, "step": step_in_epoch, "best": best, "history": history,
             "elapsed": elapsed + time.monotonic() - started, "running": running,
+            **({"start": start} if cfg.l2sp else {}),
         }, last)
 
     started = time.monotonic()
@@ -198,7 +219,12 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     while epoch < cfg.epochs:
         model.train()
         while step_in_epoch < steps:
-            loss = step_loss(model, sampler.batch(cfg.batch_size), teacher)
+            batch = sampler.batch(cfg.batch_size)
+            taught = None if cfg.teacher_rate is None else torch.tensor([g == cfg.teacher_rate for g in sampler.drawn])
+            loss = step_loss(model, batch, teacher, taught)
+            if cfg.l2sp:
+                loss = loss + cfg.l2sp * sum(((p - p0) ** 2).sum()
+                                             for p, p0 in zip(model.parameters(), start))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -220,6 +246,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
                         "lr": optimizer.param_groups[0]["lr"],
                         "frames": (epoch + 1) * steps * cfg.batch_size * model.target_frames})
         epoch, step_in_epoch, running = epoch + 1, 0, []
+        if cfg.keep_epochs:
+            save(model, out / f"epoch-{epoch:03d}.pt", meta={**(meta or {}), "epoch": epoch, "valid_loss": v})
         if v < best:
             best, stale = v, 0
             save(model, out / "best.pt", meta={**(meta or {}), "epoch": epoch, "valid_loss": v,

@@ -265,6 +265,39 @@ def load_spleeter_stem(stem: str = "vocals", folder: str | Path | None = None) -
     return net.eval()
 
 
+class SpleeterRatioTeacher(nn.Module):
+    """Spleeter 2stems as a distillation teacher: both stems' U-Nets on ``net_bins`` bins and
+    the vocal ratio mask ``v² / (v² + a²)`` of their estimates (Spleeter's separation exponent
+    2), which scores above its vocal network's own mask on studio songs (MUSDB18-7 valid 7.03
+    against 6.91 dB, model card of ``default``). Offers what ``train(teacher=...)`` calls:
+    ``config``, ``stereo`` and :meth:`channel_masks`."""
+
+    stereo = True
+    EPSILON = 1e-10  # Spleeter's
+
+    def __init__(self, net_bins: int = DEFAULT_BINS, folder: str | Path | None = None):
+        super().__init__()
+        self.config = ModelConfig(arch="spleeter", sample_rate=44_100, n_fft=4096, hop=1024)
+        self.net_bins = net_bins
+        self.vocals = load_spleeter_stem("vocals", folder).to(memory_format=torch.channels_last)
+        self.accompaniment = load_spleeter_stem("accompaniment", folder).to(memory_format=torch.channels_last)
+        self.requires_grad_(False).eval()
+
+    def inference_net(self) -> None:
+        """No separate inference copy: :meth:`channel_masks` runs both networks."""
+
+    @torch.no_grad()
+    def channel_masks(self, mags: torch.Tensor, net: None = None) -> torch.Tensor:
+        """``(batch, 2, bins, frames)`` magnitudes → the vocal ratio mask per channel over the
+        lowest ``net_bins`` bins, ``(batch, 2, net_bins, frames)`` (a student's loss reads no more)."""
+        frames = mags.shape[-1]
+        x = F.pad(mags[:, :, : self.net_bins], (0, (-frames) % FRAME_MULTIPLE)).transpose(2, 3)
+        x = x.contiguous(memory_format=torch.channels_last)
+        v, a = ((stem(x) * x) ** 2 for stem in (self.vocals, self.accompaniment))
+        mask = (v + self.EPSILON / 2) / (v + a + self.EPSILON)
+        return mask.transpose(2, 3)[..., :frames]
+
+
 # --- the vocalsep model ----------------------------------------------------------------------
 
 class StemUNetModel(SeparationModel):

@@ -1,6 +1,6 @@
 """Ship a trained model inside the package: copy a run's best.pt and write its model card.
 
-    python scripts/ship_model.py RUN_DIR NAME [--evaluation DIR] [--notes TEXT] [--half] [--onnx]
+    python scripts/ship_model.py RUN_DIR NAME [--weights FILE] [--evaluation DIR] [--notes TEXT] [--half] [--onnx]
     python scripts/ship_model.py --export-onnx NAME     # only (re)write NAME.onnx of a shipped model
     python scripts/ship_model.py --set-params NAME JSON  # change NAME's configuration, same weights
 
@@ -37,16 +37,20 @@ def main() -> None:
     p.add_argument("name")
     p.add_argument("--evaluation", type=Path, default=None, help="folder written by `vocalsep evaluate`")
     p.add_argument("--notes", default="")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="the model file to ship (default: RUN_DIR/best.pt), e.g. a chosen epoch-NNN.pt "
+                        "or an average (scripts/average_models.py)")
     p.add_argument("--half", action="store_true", help="store the weights as float16")
     p.add_argument("--onnx", action="store_true", help="also write NAME.onnx (stemunet models)")
     args = p.parse_args()
 
     target = PRETRAINED_DIR / f"{args.name}.pt"
+    chosen = args.weights or args.run / "best.pt"
     if args.half:
-        best = load(args.run / "best.pt")
+        best = load(chosen)
         save(best, target, meta=best.meta, half=True)
     else:
-        shutil.copyfile(args.run / "best.pt", target)
+        shutil.copyfile(chosen, target)
     model = load(target)
     meta = model.meta
     history = list(csv.DictReader(open(args.run / "history.csv")))

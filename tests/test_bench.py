@@ -136,6 +136,25 @@ def test_speed_bench_runs_each_method_end_to_end(stempeg_example, tmp_path, caps
     assert (tmp_path / "summary.md").exists()
 
 
+def test_speed_bench_runs_another_checkout_side_by_side(mir1k_test_clip, tmp_path, capsys):
+    """``--checkout DIR``: every model again with DIR's vocalsep package (before and after a
+    change in one run), labelled with DIR."""
+    from vocalsep.bench import speed
+
+    other = tmp_path / "other"
+    (other / "vocalsep").mkdir(parents=True)
+    (other / "vocalsep" / "__init__.py").write_text("")
+    mark = tmp_path / "ran"
+    (other / "vocalsep" / "cli.py").write_text(f"open({str(mark)!r}, 'a').write('x')\n")
+    rc = speed.main(["--song", str(mir1k_test_clip), "--models", "small", "--no-spleeter",
+                     "--threads", "1", "--repeat", "2", "--checkout", str(other)])
+    out = capsys.readouterr().out
+    assert rc == 0 and mark.read_text() == "xx"  # the other checkout's package ran, twice
+    labels = {line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| ")
+              and "vocalsep -m" in line}
+    assert labels == {"vocalsep -m small", f"vocalsep -m small @{other}"}
+
+
 def test_speed_bench_reports_the_median_run():
     """With --repeat, a method's row is its run with the median wall time; a failure shows."""
     from vocalsep.bench.speed import median_run
@@ -176,3 +195,20 @@ def test_quality_limit_spreads_clips(mir1k_test_dir):
 def test_quality_bad_data_folder(tmp_path, capsys):
     assert quality.main(["--data", str(tmp_path / "nowhere"), "--no-spleeter"]) == 1
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_versus_table_compares_track_by_track(clips):
+    """Each method minus a reference, per clip: the median, the clips below, the worst one."""
+    from vocalsep.separate import Separator
+
+    tracks = [read_mir1k_clip(c) for c in clips]
+    report = evaluate(tracks, {"vocalsep default": Separator("default").separate}, protocol="v3",
+                      baselines=True)
+    rows = {(r.track, r.method): r.metrics["vocals_NSDR"] for r in report.rows}
+    table = quality.versus_table(report, ["vocalsep default", "mixture"], reference="ideal ratio mask")
+    worst = min(tracks, key=lambda t: rows[(t.name, "vocalsep default")] - rows[(t.name, "ideal ratio mask")])
+    gap = rows[(worst.name, "vocalsep default")] - rows[(worst.name, "ideal ratio mask")]
+    line = next(x for x in table.splitlines() if x.startswith("| vocalsep default |"))
+    assert f"| {len(tracks)} |" in line and f"| {worst.name} | {gap:+.2f} |" in line
+    assert f"| {len(tracks)} | {len(tracks)} |" in line  # every clip below the ideal ratio mask
+    assert quality.versus_table(report, ["vocalsep default"], reference="Spleeter 2stems") == ""

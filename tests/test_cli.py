@@ -161,6 +161,30 @@ def test_batch_with_one_good_and_one_bad_file(tmp_path, mir1k_wav):
     assert not (out / bad.stem).exists()
 
 
+def test_skips_and_missing_files_need_no_model(tmp_path, mir1k_wav):
+    """A rerun that skips everything, or a file that is not there, is settled before the model
+    loads: even an unusable model file is never opened for them."""
+    out = tmp_path / "out"
+    assert run_cli("separate", mir1k_wav, "-o", out).returncode == 0
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a model")
+    again = run_cli("separate", mir1k_wav, "-m", broken, "-o", out)
+    assert again.returncode == 0 and "skipped" in again.stderr and "broken.pt" not in again.stderr
+    missing = run_cli("separate", tmp_path / "nope.wav", "-m", broken, "-o", out)
+    lines = missing.stderr.strip().splitlines()
+    assert missing.returncode == 1 and len(lines) == 1 and "nope.wav: no such file" in lines[0]
+    assert "broken.pt" not in missing.stderr
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_dash_is_refused_in_one_line(tmp_path, mir1k_wav, where):
+    args = ("-", "-o", tmp_path / "out") if where == "input" else (mir1k_wav, "-o", "-")
+    result = run_cli("separate", *args, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "'-'" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_no_inputs_is_an_error(tmp_path):
     result = run_cli("separate", "-o", tmp_path / "out")
     assert result.returncode == 1

@@ -10,8 +10,9 @@ import torch
 from conftest import check_silence_stays_silence, check_stems
 from vocalsep import audio as audio_io
 from vocalsep.cli import build_parser
-from vocalsep.masks import TOP_BAND, full_band_mask
-from vocalsep.separate import Separator, SeparatorOptions, full_band_stft
+from vocalsep.pipeline.bands import TOP_BAND, full_band_mask
+from vocalsep.pipeline.plan import full_band_stft
+from vocalsep.separate import Separator, SeparatorOptions
 from vocalsep.spectral import stft
 
 

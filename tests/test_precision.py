@@ -10,7 +10,8 @@ import torch
 from conftest import run_cli, snr_db
 from vocalsep.models import build, load
 from vocalsep.models.stemunet import InferenceStemUNet, phase_conv
-from vocalsep.separate import Separator, SeparatorOptions, choose_precision
+from vocalsep.backends import choose_precision
+from vocalsep.separate import Separator, SeparatorOptions
 from vocalsep.spectral import stft
 
 
@@ -103,18 +104,18 @@ def test_inference_network_follows_weight_changes():
 
 
 def test_auto_precision(monkeypatch):
-    import vocalsep.separate as separate
+    import vocalsep.backends.precision as backends
 
     default, small = load("default"), load("small")
     for native, expected in ((True, "bfloat16"), (False, "float32")):
-        monkeypatch.setattr(separate, "native_bfloat16", lambda native=native: native)
-        assert choose_precision("auto", default) == expected
-        assert choose_precision("auto", small) == "float32"  # small has no bfloat16 path
-        assert choose_precision("auto", default, device="cuda") == "float32"
-        assert choose_precision("float32", default) == "float32"
+        monkeypatch.setattr(backends, "native_bfloat16", lambda native=native: native)
+        assert choose_precision("auto", default.precisions) == expected
+        assert choose_precision("auto", small.precisions) == "float32"  # small has no bfloat16 path
+        assert choose_precision("auto", default.precisions, device="cuda") == "float32"
+        assert choose_precision("float32", default.precisions) == "float32"
         assert Separator(default).model.precision == expected
     with pytest.raises(ValueError, match="half"):
-        choose_precision("half", default)
+        choose_precision("half", default.precisions)
 
 
 def test_a_precision_the_model_lacks_is_one_clear_error(tmp_path, mir1k_test_clip):

@@ -15,7 +15,7 @@ from conftest import run_cli, snr_db
 from vocalsep.config import ModelError, resolve
 from vocalsep.models import build, load
 from vocalsep.models.registry import sha256
-from vocalsep.runtime import OnnxModel, choose_runtime, onnx_twin
+from vocalsep.backends.onnx import OnnxModel, choose_runtime, onnx_twin
 from vocalsep.separate import Separator, SeparatorOptions
 from vocalsep.spectral import stft
 
@@ -95,10 +95,9 @@ def test_whole_song_path_with_onnx_matches_torch(example_song):
 
 
 def test_runtime_choice(monkeypatch):
-    import vocalsep.runtime as runtime
+    import vocalsep.backends.precision as backends
 
     twin = onnx_twin("default")
-    monkeypatch.setattr(runtime, "native_bfloat16", lambda: False)
     assert choose_runtime("auto", "default", "cpu", "auto") == twin
     assert choose_runtime("auto", None, "cpu", "float32") == twin  # None: the default model
     assert choose_runtime("torch", "default", "cpu", "auto") is None
@@ -109,8 +108,9 @@ def test_runtime_choice(monkeypatch):
     assert choose_runtime("auto", twin, "cpu", "auto") == twin  # an .onnx path
     # ONNX Runtime in float32 beat torch's native bfloat16 too (AMX: 3.6 s against 5.7 s for
     # 3 minutes), so a CPU with native bfloat16 changes nothing
-    monkeypatch.setattr(runtime, "native_bfloat16", lambda: True)
+    monkeypatch.setattr(backends, "native_bfloat16", lambda: True)
     assert choose_runtime("auto", "default", "cpu", "auto") == twin
+    assert isinstance(Separator("default").model, OnnxModel)
     assert choose_runtime("auto", "default", "cpu", "bfloat16") is None  # asked for: torch
     assert choose_runtime("onnx", "default", "cpu", "auto") == twin
     with pytest.raises(ModelError, match="no ONNX export.*not cuda"):
@@ -192,7 +192,7 @@ def test_an_export_of_an_older_vocalsep_is_refused(tmp_path):
     fails with one line saying to re-export, not with a shape error mid-song."""
     onnx = pytest.importorskip("onnx")
     from vocalsep.models.stemunet import export_onnx
-    from vocalsep.runtime import IO_KEY
+    from vocalsep.backends.onnx import IO_KEY
 
     model = build("stemunet", params={"width": 0.25, "segment": 128}).eval()
     path = export_onnx(model, tmp_path / "old.onnx", "0" * 64)

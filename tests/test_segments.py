@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vocalsep.models import build
-from vocalsep.segments import FRAME_MULTIPLE, extension_bins, segment_spans
+from vocalsep.pipeline.bands import FRAME_MULTIPLE, extension_bins, segment_spans
 from vocalsep.spectral import stft
 
 
@@ -66,7 +66,7 @@ def test_the_network_gets_whole_segments_then_the_rest_padded_to_64(tmp_path):
 
     pytest.importorskip("onnx")
     from vocalsep.models.stemunet import export_onnx
-    from vocalsep.runtime import OnnxModel
+    from vocalsep.backends.onnx import OnnxModel
 
     del model.inference_net
     onnx = OnnxModel(export_onnx(model, tmp_path / "m.onnx", "0" * 64), threads=1)

@@ -92,8 +92,9 @@ def test_binary_mask_is_0_or_1(untrained_unet, mir1k_mixture):
     sep = Separator(untrained_unet, SeparatorOptions(mask="binary", threshold=0.5))
     spec = torch.stft(torch.from_numpy(samples), 1024, 256, window=torch.hann_window(1024),
                       return_complex=True)
-    mask = sep.vocal_mask(spec)
-    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    mask = sep.stream(rate, 1).mask_frames(spec.numpy().swapaxes(-1, -2))
+    assert mask.shape == (1, spec.shape[-1], spec.shape[-2])
+    assert set(np.unique(mask).tolist()) == {0.0, 1.0}
 
 
 def test_paper_model_separates_a_short_clip(mir1k_mixture):
@@ -149,3 +150,16 @@ def test_separate_file_and_output_paths(tmp_path, untrained_unet):
         sep.separate_file(src, tmp_path / "out")
     sep.separate_file(src, tmp_path / "out", force=True)
     assert output_paths("x/Artist - Song.stem.mp4", "o")["vocals"].parent.name == "Artist - Song"
+
+
+def test_mono_as_1d_and_the_transposed_layout(untrained_unet, mir1k_mixture):
+    """A 1-D array is one channel (1-D stems back); soundfile's ``(n, channels)`` is refused at
+    once with a hint, before any work (it would be n channels of 2 samples)."""
+    samples, rate = mir1k_mixture
+    sep = Separator(untrained_unet)
+    flat = sep.separate(samples[0], rate)
+    assert flat["vocals"].shape == samples[0].shape
+    np.testing.assert_array_equal(flat["vocals"], sep.separate(samples[:1], rate)["vocals"][0])
+    stereo = np.stack([samples[0], samples[0]])
+    with pytest.raises(ValueError, match=r"did you mean x\.T\?"):
+        sep.separate(stereo.T, rate)

@@ -273,3 +273,68 @@ def test_bins_and_segment_must_be_multiples_of_64():
         build("stemunet", params={"segment": 300})
     with pytest.raises(ValueError, match="multiples of 64"):
         build("stemunet", params={"bins": 600})
+
+
+@needs_spleeter
+def test_spleeter_teacher_is_its_two_networks_ratio_mask(example_song):
+    """``--teacher spleeter``: Spleeter's vocal ratio mask v²/(v²+a²), as bench/spleeter.py
+    computes it for its own separation, on the band the student sees."""
+    from vocalsep.data import magnitudes
+    from vocalsep.models.stemunet import SpleeterRatioTeacher, load_spleeter_stem
+
+    mixture, vocals, _ = example_song
+    x = torch.from_numpy(mixture[:, : 255 * 1024])
+    mag = magnitudes(torch.from_numpy(vocals[:, : 255 * 1024])[None], (x - torch.from_numpy(vocals[:, : 255 * 1024]))[None], 4096, 1024)[0]
+    teacher = SpleeterRatioTeacher(640)
+    mask = teacher.channel_masks(mag)
+    assert mask.shape == (1, 2, 640, mag.shape[-1])
+    low = mag[:, :, :640].transpose(2, 3)
+    v, a = ((load_spleeter_stem(s)(low) * low) ** 2 for s in ("vocals", "accompaniment"))
+    expected = ((v + 5e-11) / (v + a + 1e-10)).transpose(2, 3)
+    torch.testing.assert_close(mask, expected, atol=1e-5, rtol=0)
+    # the ratio of two networks is not either network's own mask
+    own = StemUNetModel.from_spleeter().eval().channel_masks(mag)[..., :640, :]
+    assert (own - mask).abs().mean() > 0.01
+
+
+def test_teacher_only_where_taught():
+    """``taught`` (``--teacher-rate``): examples outside it count the true stems twice."""
+    import copy
+
+    from vocalsep.train import step_loss
+
+    torch.manual_seed(0)
+    model = build("stemunet", params={"width": 0.25, "stereo": True}).eval()
+    other = build("stemunet", params={"width": 0.25, "stereo": True}).eval()
+    v, a = torch.rand(2, 2, 2049, 64), torch.rand(2, 2, 2049, 64)
+    batch = (v + a, v, a)
+    with torch.no_grad():
+        plain = model.training_loss(*batch)
+        torch.testing.assert_close(step_loss(model, batch, other, torch.tensor([False, False])), plain)
+        mixed = step_loss(model, batch, other, torch.tensor([True, False]))
+        full = step_loss(model, batch, other)
+        assert plain != mixed != full
+        torch.testing.assert_close(step_loss(model, batch, copy.deepcopy(model), torch.tensor([True, True])), plain / 2)
+
+
+def test_train_cli_keeps_epochs_changes_params_and_pulls_toward_the_start(tmp_path, mir1k_valid_dir):
+    """``--params`` (the 640-bin band on Spleeter's weights), ``--keep-epochs`` (a model per
+    epoch), ``--l2sp`` (a strong pull back keeps the weights nearer the start than without)."""
+    moved = {}
+    for l2sp in ("0", "1000"):
+        out = tmp_path / f"run-{l2sp}"
+        r = run_cli("train", "stemunet", "--init", "default", "--stereo", "--params", '{"segment": 256}',
+                    "--l2sp", l2sp, "--keep-epochs", "--data", mir1k_valid_dir, "--valid", mir1k_valid_dir,
+                    "--out", out, "--epochs", "2", "--batch-size", "1", "--steps-per-epoch", "2",
+                    "--lr", "1e-3", "-q", timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert sorted(p.name for p in out.glob("epoch-*.pt")) == ["epoch-001.pt", "epoch-002.pt"]
+        last = load(out / "epoch-002.pt")
+        assert last.segment == 256 and last.net_bins == 640 and last.meta["epoch"] == 2
+        start = load("default")
+        moved[l2sp] = sum(float((t - start.state_dict()[k]).pow(2).sum())
+                          for k, t in last.state_dict().items() if t.is_floating_point())
+    assert moved["1000"] < moved["0"]
+    bad = run_cli("train", "stemunet", "--init", "default", "--params", '{"colour": 1}', "--data",
+                  mir1k_valid_dir, "--valid", mir1k_valid_dir, "--out", tmp_path / "bad", "-q")
+    assert bad.returncode == 1 and "unknown configuration key(s) colour" in bad.stderr

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vocalsep.spectral import istft, stft
-from vocalsep.stream import StreamingISTFT, StreamingSTFT
+from vocalsep.pipeline.stft import StreamingISTFT, StreamingSTFT
 
 
 def _stream_stft(x: torch.Tensor, n_fft: int, hop: int, block: int) -> torch.Tensor:

@@ -8,12 +8,12 @@ import pytest
 from conftest import snr_db
 from vocalsep import audio as audio_io
 from vocalsep.separate import Separator, SeparatorOptions
-from vocalsep.streaming import SeparationStream, separate_blocks
+from vocalsep.pipeline.stream import separate_blocks
 
 
 def _streamed(sep: Separator, x: np.ndarray, rate: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    pieces = list(separate_blocks(sep, (x[:, i:i + block] for i in range(0, x.shape[1], block)),
-                                  rate, x.shape[0]))
+    pieces = list(separate_blocks(sep.stream(rate, x.shape[0]),
+                                  (x[:, i:i + block] for i in range(0, x.shape[1], block))))
     return (np.concatenate([p[0] for p in pieces], axis=1),
             np.concatenate([p[1] for p in pieces], axis=1))
 
@@ -48,16 +48,20 @@ def test_streaming_equals_whole_song(song, model, rate, channels, block):
     assert np.abs(vocals + acc - x).max() < 1e-6
 
 
-@pytest.mark.parametrize("n", [0, 1, 100, 5000])
-def test_short_inputs_take_the_whole_song_path(n):
+@pytest.mark.parametrize("n", [0, 1, 100, 2800])
+def test_short_inputs_are_padded_to_one_window(n):
+    """Shorter than one model window: separated as the song zero-padded to it, then cut."""
     sep = Separator("small")
     x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32) * 0.1
-    pieces = list(separate_blocks(sep, [x[:, : n // 2], x[:, n // 2:]], 44_100, 2))
+    job = sep.stream(44_100, 2)
+    pieces = list(separate_blocks(job, [x[:, : n // 2], x[:, n // 2:]]))
     if n == 0:
         assert pieces == []
         return
     vocals = np.concatenate([p[0] for p in pieces], axis=1)
-    np.testing.assert_allclose(vocals, sep.separate(x, 44_100)["vocals"], atol=1e-6)
+    assert vocals.shape == x.shape and n < job.plan.min_len
+    padded = np.pad(x, ((0, 0), (0, job.plan.min_len - n)))
+    np.testing.assert_allclose(vocals, sep.separate(padded, 44_100)["vocals"][:, :n], atol=1e-6)
 
 
 def test_silence_gives_silence():
@@ -66,11 +70,23 @@ def test_silence_gives_silence():
     assert vocals.shape == (2, 100_000) and not vocals.any() and not acc.any()
 
 
-def test_what_cannot_stream():
-    with pytest.raises(ValueError, match="istft"):
-        SeparationStream(Separator("small", SeparatorOptions(reconstruct="griffinlim")), 16_000, 1)
-    with pytest.raises(ValueError, match="Wiener"):
-        SeparationStream(Separator("small", SeparatorOptions(wiener=1)), 16_000, 1)
-    job = SeparationStream(Separator("small"), 16_000, 1)
+@pytest.mark.parametrize("options", [{"reconstruct": "griffinlim", "griffin_lim_iterations": 4},
+                                     {"wiener": 1}])
+def test_post_filters_end_the_stream(song, options):
+    """Griffin-Lim and the Wiener filter need the whole song: the stream collects its frames
+    and reconstructs at the end, whatever the blocks."""
+    mixture, rate = song
+    x = mixture[:, : 3 * rate]
+    sep = Separator("small", SeparatorOptions(**options))
+    job = sep.stream(rate, 2)
+    assert job.feed(x[:, : rate]) == [] and job.feed(x[:, rate:]) == []  # nothing before the end
+    vocals, acc = job.finish()[0]
+    assert vocals.shape == x.shape
+    np.testing.assert_allclose(vocals, sep.separate(x, rate)["vocals"], atol=1e-5)
+    assert np.abs(vocals + acc - x).max() < 1e-6
+
+
+def test_blocks_of_the_wrong_shape_are_refused():
+    job = Separator("small").stream(16_000, 1)
     with pytest.raises(ValueError, match="expected"):
         job.feed(np.zeros((2, 10), np.float32))

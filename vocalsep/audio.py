@@ -85,7 +85,9 @@ class Audio:
         return self.samples.shape[1] / self.rate
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
+    """Raise :class:`AudioError` naming ``path`` if it cannot be an audio file to read: missing,
+    a folder, a pipe or device, unreadable, or empty."""
     if not path.exists():
         raise AudioError(path, "no such file")
     if path.is_dir():
@@ -232,7 +234,7 @@ class AudioSource:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        _check_readable(self.path)
+        check_readable(self.path)
         ext = self.path.suffix.lower().lstrip(".")
         self._soundfile = None
         if ext in SOUNDFILE_FORMATS or ext not in FFMPEG_FORMATS:

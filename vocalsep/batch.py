@@ -84,7 +84,7 @@ def _init(job: Job, progress_queue=None, callback: Callable[[int, float], None] 
     to ``callback`` (in process)."""
     global _SEPARATOR, _PROGRESS
     from .separate import Separator, SeparatorOptions
-    from .stream import preload_fft
+    from .pipeline.stft import preload_fft
 
     preload_fft()  # while the model loads
     with stage("load"):
@@ -98,8 +98,12 @@ def _init(job: Job, progress_queue=None, callback: Callable[[int, float], None] 
         _PROGRESS = callback or (lambda index, fraction: None)
 
 
-def _separate_one(index: int, path: str, job: Job) -> FileResult:
-    """Separate one file in this process; every expected failure becomes ``error``."""
+def settled_without_model(index: int, path: str, job: Job) -> FileResult | None:
+    """The outcome of a file that needs no model: skipped (its outputs all exist, no
+    ``force``) or failed before decoding (missing, a folder, unreadable, empty); None for a
+    file to separate. Checked before any model is loaded, so a rerun that skips everything, or
+    a typo, costs no model loading."""
+    from .audio import AudioError, check_readable
     from .separate import output_paths
 
     result = FileResult(index, path)
@@ -107,6 +111,20 @@ def _separate_one(index: int, path: str, job: Job) -> FileResult:
     if not job.force and all(t.exists() for t in targets.values()):
         result.skipped = True
         return result
+    try:
+        check_readable(Path(path))
+    except AudioError as err:
+        result.error = str(err)
+        return result
+    return None
+
+
+def _separate_one(index: int, path: str, job: Job) -> FileResult:
+    """Separate one file in this process; every expected failure becomes ``error``."""
+    result = settled_without_model(index, path, job)
+    if result is not None:
+        return result
+    result = FileResult(index, path)
     try:
         written = _SEPARATOR.separate_file(path, job.out, job.stems, job.ext, job.bits, force=True,
                                            progress=lambda fraction: _PROGRESS(index, fraction))
@@ -129,10 +147,21 @@ def _separate_one(index: int, path: str, job: Job) -> FileResult:
 def run_batch(files: list[str], job: Job, jobs: int = 1,
               on_progress: Callable[[int, float], None] | None = None) -> Iterator[FileResult]:
     """Separate ``files``; yield each :class:`FileResult` as it finishes. ``jobs`` > 1 runs
-    that many worker processes; ``on_progress(index, fraction)`` is called in this thread."""
+    that many worker processes; ``on_progress(index, fraction)`` is called in this thread.
+    Files settled without a model (:func:`settled_without_model`) come first, and the model
+    is loaded only if any file is left."""
+    todo = []
+    for i, path in enumerate(files):
+        settled = settled_without_model(i, path, job)
+        if settled is None:
+            todo.append((i, path))
+        else:
+            yield settled
+    if not todo:
+        return
     if jobs <= 1:
         _init(job, callback=on_progress)
-        for i, path in enumerate(files):
+        for i, path in todo:
             yield _separate_one(i, path, job)
         return
     import multiprocessing
@@ -158,9 +187,9 @@ def run_batch(files: list[str], job: Job, jobs: int = 1,
     thread = threading.Thread(target=relay, daemon=True)
     thread.start()
     try:
-        with ProcessPoolExecutor(min(jobs, len(files)) or 1, mp_context=ctx, initializer=_init,
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx, initializer=_init,
                                  initargs=(worker_job, updates)) as pool:
-            futures = [pool.submit(_separate_one, i, f, worker_job) for i, f in enumerate(files)]
+            futures = [pool.submit(_separate_one, i, f, worker_job) for i, f in todo]
             for fut in as_completed(futures):
                 yield fut.result()
     finally:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from .pipeline.plan import MASKS, PRECISIONS, RECONSTRUCTIONS, RUNTIMES  # torch-free
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
@@ -38,6 +40,9 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from .batch import Job, expand_inputs, run_batch
     from .separate import Separator, SeparatorOptions
 
+    if "-" in args.inputs or args.out == "-":
+        _fail("'-' (standard input or output) is not supported: give audio files and an output folder")
+        return EXIT_ERROR
     inputs = expand_inputs(list(args.inputs)) + ([_example_path()] if args.example else [])
     if not inputs:
         _fail("no input files (give files, folders or globs, or --example)")
@@ -316,13 +321,11 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wiener", type=_iterations, nargs="?", const=1, default=0, metavar="N",
                    help="multichannel Wiener filtering with N EM iterations after masking "
                         "(--wiener alone: 1; default 0 = off)")
-    # = vocalsep.separate.PRECISIONS (not imported: it would import torch before --help)
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the model's arithmetic: auto = float32 in ONNX Runtime; in torch, "
                         "bfloat16 where the model offers it (stemunet models) and the CPU "
                         "computes it natively (AVX512-BF16, AMX), else float32 (default: auto)")
-    # = vocalsep.runtime.RUNTIMES
-    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="what runs the model: auto = ONNX Runtime for a model shipped with an ONNX "
                         "export (the default model) on the CPU, unless --precision bfloat16, "
                         "else torch (default: auto)")
@@ -347,14 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
     s.add_argument("--example", action="store_true",
                    help="also separate the MUSDB18 song shipped inside the stempeg package")
-    s.add_argument("-m", "--model", default=None, help="shipped model name (default, paper) or a .pt file")
-    s.add_argument("--reconstruct", choices=["istft", "griffinlim"], default="istft")
-    s.add_argument("--mask", choices=["soft", "binary"], default="soft")
+    s.add_argument("-m", "--model", default=None,
+                   help="shipped model name (default, small, paper), or a .pt or .onnx file "
+                        "(default: default)")
+    s.add_argument("--reconstruct", choices=RECONSTRUCTIONS, default="istft",
+                   help="istft: the mask on the complex STFT, inverted (default); griffinlim: the "
+                        "masked magnitude with a phase estimated by Griffin-Lim (the paper's 1st)")
+    s.add_argument("--mask", choices=MASKS, default="soft",
+                   help="soft: the model's mask as it is (default); binary: 1 above --threshold, else 0")
     s.add_argument("--threshold", type=float, default=0.5, help="binary mask threshold (default 0.5)")
     _add_post_processing(s)
-    s.add_argument("--stems", default="vocals,accompaniment")
-    s.add_argument("--format", choices=["wav", "flac", "ogg", "mp3"], default="wav")
-    s.add_argument("--bits", choices=["16", "24", "float"], default="16")
+    s.add_argument("--stems", default="vocals,accompaniment",
+                   help="the stems to write, comma-separated (default: vocals,accompaniment)")
+    s.add_argument("--format", choices=["wav", "flac", "ogg", "mp3"], default="wav",
+                   help="output file format (default: wav)")
+    s.add_argument("--bits", choices=["16", "24", "float"], default="16",
+                   help="sample format of wav/flac outputs: 16- or 24-bit integers, or 32-bit "
+                        "float (default: 16)")
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
     s.add_argument("--skip-existing", action="store_true", help=argparse.SUPPRESS)  # the default now
     s.add_argument("-j", "--jobs", type=int, default=1, help="files separated in parallel (processes)")

@@ -1,7 +1,7 @@
 """A model's configuration (saved beside its weights) and where the shipped models live.
 
 Kept apart from :mod:`vocalsep.models` (which needs torch) so that the ONNX runtime path
-(:mod:`vocalsep.runtime`) finds and reads a model without importing torch.
+(:mod:`vocalsep.backends.onnx`) finds and reads a model without importing torch.
 """
 from __future__ import annotations
 
@@ -37,6 +37,40 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class StemUNetParams:
+    """The ``params`` of a ``stemunet`` model (Spleeter's U-Net), typed; ``ModelConfig.params``
+    holds them as the plain dict saved with the weights (:meth:`of` reads it)."""
+
+    #: the lowest STFT bins the network sees (a multiple of 64): Spleeter's 1024 (0-11 kHz)
+    bins: int = 1024
+    #: frames per network input (a multiple of 64); a song is cut into such segments
+    segment: int = 512
+    #: segments run through the network at once
+    segments_per_batch: int = 4
+    #: Hz range of the network's band whose mean mask, per frame, goes above the band
+    extension_hz: tuple[float, float] = (7000.0, 11000.0)
+    #: batch norms keep their running statistics while fine-tuning
+    freeze_norm: bool = True
+    #: a stereo song's two channels go through the network together, a mask each
+    stereo: bool = False
+    #: share of Spleeter's filters in every layer (1: Spleeter's network)
+    width: float = 1.0
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> "StemUNetParams":
+        """The typed form of a saved ``params`` dict (missing keys: the defaults above);
+        ``ModelError`` for a key it does not know."""
+        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ModelError(f"stemunet: unknown configuration key(s) {', '.join(unknown)}")
+        p = cls(**params)
+        lo, hi = p.extension_hz
+        return cls(bins=int(p.bins), segment=int(p.segment), segments_per_batch=int(p.segments_per_batch),
+                   extension_hz=(float(lo), float(hi)), freeze_norm=bool(p.freeze_norm),
+                   stereo=bool(p.stereo), width=float(p.width))
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Path:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -58,7 +59,7 @@ def model_label(name: str) -> str:
 
 def split_precision(spec: str) -> tuple[str, str]:
     """``"default:float32"`` → ``("default", "float32")``; without a precision suffix, ``auto``."""
-    from ..separate import PRECISIONS
+    from ..pipeline.plan import PRECISIONS
 
     name, _, precision = spec.rpartition(":")
     return (name, precision) if name and precision in PRECISIONS else (spec, "auto")
@@ -67,7 +68,7 @@ def split_precision(spec: str) -> tuple[str, str]:
 def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], list[str]]:
     """The methods that can run here, and a note for each one skipped."""
     from ..models import ModelError, load
-    from ..separate import choose_precision
+    from ..backends import choose_precision
 
     specs: list[MethodSpec] = []
     notes: list[str] = []
@@ -75,7 +76,7 @@ def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], l
         model, precision = split_precision(name)
         try:
             loaded = load(model)
-            loaded.set_precision(choose_precision(precision, loaded))  # one it lacks: skipped
+            loaded.set_precision(choose_precision(precision, loaded.precisions))  # one it lacks: skipped
         except (ModelError, ValueError) as err:
             notes.append(f"{model_label(name)}: skipped ({err})")
             continue
@@ -175,10 +176,35 @@ def speed_table(report, labels: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def versus_table(report, labels: list[str], reference: str = SPLEETER, margin: float = 0.5) -> str:
+    """Markdown: each method's vocal SDR (v4) or NSDR (v3) minus ``reference``'s, track by
+    track: the median difference, the tracks below it, those more than ``margin`` dB below, and
+    the worst track. Empty if ``reference`` has no scored rows."""
+    key = "vocals_SDR" if report.protocol == "v4" else "vocals_NSDR"
+    ref = {r.track: r.metrics[key] for r in report.rows if r.method == reference and not r.skipped}
+    if not ref:
+        return ""
+    lines = [f"Per track, vocal {key.split('_')[1]} minus {reference}'s (dB):", "",
+             f"| method | tracks | median difference | tracks below | more than {margin} dB below "
+             "| worst track | its difference |", "|---|---:|---:|---:|---:|---|---:|"]
+    for label in labels:
+        diffs = sorted((r.metrics[key] - ref[r.track], r.track) for r in report.rows
+                       if r.method == label and not r.skipped and r.track in ref)
+        if not diffs or label == reference:
+            continue
+        values = [d for d, _ in diffs]
+        lines.append(f"| {label} | {len(diffs)} | {statistics.median(values):+.2f} | {sum(v < 0 for v in values)} | "
+                     f"{sum(v < -margin for v in values)} | {diffs[0][1]} | {diffs[0][0]:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(report, specs: list[MethodSpec], notes: list[str], title: str,
            jobs: int, threads: int, wall: float) -> str:
     parts = [f"# {title}", "",
              report.to_markdown().rstrip("\n"), ""]
+    versus = versus_table(report, [label for label, _, _ in specs])
+    if versus:
+        parts += [versus.rstrip("\n"), ""]
     if notes:
         parts += ["Not evaluated:", *[f"- {n}" for n in notes], ""]
     if specs:

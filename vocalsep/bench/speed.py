@@ -50,13 +50,14 @@ def make_song(path: Path, minutes: float) -> Path:
     return path
 
 
-def timed(cmd: list[str], threads: int, timings: Path) -> tuple[float, float, int, str, dict]:
-    """Run ``cmd``; (wall seconds, peak RSS in MB, exit code, stderr tail, seconds per stage
-    as the process reported them through ``VOCALSEP_TIMINGS``)."""
+def timed(cmd: list[str], threads: int, timings: Path, extra_env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> tuple[float, float, int, str, dict]:
+    """Run ``cmd`` (with ``extra_env``, in ``cwd``); (wall seconds, peak RSS in MB, exit code,
+    stderr tail, seconds per stage as the process reported them through ``VOCALSEP_TIMINGS``)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads), "VOCALSEP_TIMINGS": str(timings)}
+           "OPENBLAS_NUM_THREADS": str(threads), "VOCALSEP_TIMINGS": str(timings), **(extra_env or {})}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                         "runtime) and :float32 or :bfloat16 (the precision); both auto by default "
                         "(default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true")
+    p.add_argument("--checkout", type=Path, action="append", default=[], metavar="DIR",
+                   help="also run every model with the vocalsep package of DIR, another checkout "
+                        "(e.g. `git worktree add DIR REV`), labelled @DIR: before and after a "
+                        "change, side by side in one run (repeatable)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1,
                    help="run every method this many times, in turns, and report the run with the "
@@ -130,12 +135,17 @@ def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict[str, list[t
     turns; label → its timed() results."""
     from . import spleeter as sp
 
-    runs: list[tuple[str, list[str]]] = []
-    for i, spec in enumerate(m.strip() for m in args.models.split(",") if m.strip()):
-        model, option = cli_options(spec)
-        runs.append((f"vocalsep -m {model} {' '.join(option)}".rstrip(),
-                     [sys.executable, "-m", "vocalsep.cli", "separate", str(song), "-m", model,
-                      *option, "-o", str(tmp / f"out-{i}"), "-q", "--force"]))  # model may be a path
+    runs: list[tuple[str, list[str], dict[str, str]]] = []
+    for where in [None, *args.checkout]:
+        for spec in (m.strip() for m in args.models.split(",") if m.strip()):
+            model, option = cli_options(spec)
+            model = str(Path(model).resolve()) if Path(model).is_file() else model  # any cwd
+            label = f"vocalsep -m {model} {' '.join(option)}".rstrip() + (f" @{where}" if where else "")
+            # `python -m` puts the working folder first on sys.path: run in the checkout
+            env = {"PYTHONPATH": str(Path(where).resolve())} if where else {}
+            runs.append((label, [sys.executable, "-m", "vocalsep.cli", "separate", str(song.resolve()),
+                                 "-m", model, *option, "-o", str((tmp / f"out-{len(runs)}").resolve()),
+                                 "-q", "--force"], env))
     minutes = _seconds(song) / 60
     if not args.no_spleeter and minutes > args.spleeter_max_minutes:
         print(f"note: {SPLEETER} left out of the {minutes:.0f}-minute song (--spleeter-max-minutes)",
@@ -143,13 +153,14 @@ def run_all(song: Path, args: argparse.Namespace, tmp: Path) -> dict[str, list[t
     elif not args.no_spleeter:
         if sp.available():
             runs.append((SPLEETER, [sys.executable, "-m", "vocalsep.bench.spleeter", str(song),
-                                    str(tmp / "spleeter")]))
+                                    str(tmp / "spleeter")], {}))
         else:
             print(f"note: {SPLEETER} skipped (not installed: {sp.INSTALL_HINT})", file=sys.stderr)
-    tries: dict[str, list] = {label: [] for label, _ in runs}
+    tries: dict[str, list] = {label: [] for label, _, _ in runs}
     for turn in range(args.repeat):  # in turns, so that a slow spell of the machine hits all
-        for i, (label, cmd) in enumerate(runs):
-            result = timed(cmd, args.threads, tmp / f"timings-{song.stem}-{i}-{turn}.json")
+        for i, (label, cmd, env) in enumerate(runs):
+            result = timed(cmd, args.threads, (tmp / f"timings-{song.stem}-{i}-{turn}.json").resolve(),
+                           env, Path(env["PYTHONPATH"]) if env else None)
             tries[label].append(result)
             wall, rss, code, err, _ = result
             print(f"{song.name} {label}: {wall:.1f} s, {rss:.0f} MB" + (f" (exit {code}: {err})" if code else ""),
@@ -169,8 +180,7 @@ def median_run(results: list[tuple]) -> tuple:
 def cli_options(spec: str) -> tuple[str, list[str]]:
     """``"default:torch:float32"`` → ``("default", ["--runtime", "torch", "--precision",
     "float32"])``: a model name and the options its suffixes name (runtime, precision)."""
-    from ..runtime import RUNTIMES
-    from ..separate import PRECISIONS
+    from ..pipeline.plan import PRECISIONS, RUNTIMES
 
     model, *suffixes = spec.split(":")
     options = []

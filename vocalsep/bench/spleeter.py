@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import audio as audio_io
+from ..pipeline.stream import fit_length
 from ..timing import stage
 from ..models.stemunet import (SPLEETER_CHECKPOINTS, SPLEETER_INSTALL, SpleeterWeightsError,
                                 load_spleeter_stem, spleeter_checkpoint_dir)
@@ -145,7 +146,7 @@ class Spleeter:
                 wave = torch.from_numpy(np.ascontiguousarray(audio_io.resample(stereo, rate, RATE)))
             for stem, y in self.separate_stereo(wave).items():
                 with stage("resample"):
-                    y = _fit(audio_io.resample(y.numpy().astype(np.float32), RATE, rate), n)
+                    y = fit_length(audio_io.resample(y.numpy().astype(np.float32), RATE, rate), n)
                 stems[stem].append(y.mean(axis=0, keepdims=True) if group.shape[0] == 1 else y)
         vocals = np.concatenate(stems["vocals"]).astype(np.float32)
         if accompaniment == "residual":
@@ -153,11 +154,6 @@ class Spleeter:
         else:
             acc = np.concatenate(stems["accompaniment"]).astype(np.float32)
         return {"vocals": vocals, "accompaniment": acc}
-
-
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Crop or zero-pad ``(channels, m)`` to ``n`` samples."""
-    return x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
 
 
 @functools.lru_cache(maxsize=1)

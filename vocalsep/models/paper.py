@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ModelConfig, SeparationModel
+from .paper_fast import CENTRE, WINDOW, shared_window_logits, sliding_logits
 
-WINDOW = 100
-CENTRE = WINDOW // 2
 #: consecutive windows in one training example: they share the first block's convolutions
 WINDOWS_PER_EXAMPLE = 16
 
@@ -74,8 +73,6 @@ class PaperCNN(SeparationModel):
         through the network with their shared work done once (``shared_window_logits``), which
         gives the same outputs and gradients as 16 separate windows, dropout included.
         """
-        from .paper_fast import shared_window_logits
-
         k = self.target_frames
         centres = slice(CENTRE, CENTRE + k)
         target = (vocals_mag[..., centres] > accompaniment_mag[..., centres]).float()
@@ -90,6 +87,4 @@ class PaperCNN(SeparationModel):
 
         ``mix_mag``: ``(batch, bins, frames)`` → ``(batch, bins, frames)``.
         """
-        from .paper_fast import sliding_logits
-
         return torch.sigmoid(sliding_logits(self, torch.log1p(mix_mag), batch_size))

@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .paper import CENTRE, WINDOW
+#: frames of one input window of the paper's CNN, and the frame it gives the mask of
+WINDOW = 100
+CENTRE = WINDOW // 2
 
 # window-local time columns after the first pooling (100 // 3) and the second (33 // 3)
 _COLS1 = WINDOW // 3

@@ -81,7 +81,7 @@ class ModelInfo:
 
 def available() -> list[ModelInfo]:
     """The shipped models that are present, with parameter counts and rates."""
-    from ..runtime import onnx_twin
+    from ..backends.onnx import onnx_twin
 
     infos = []
     for name in SHIPPED:

@@ -2,14 +2,14 @@
 
     python -m vocalsep.reliability corpus DIR            # the corpus and its manifest.json
     python -m vocalsep.reliability run                   # the quick part (what CI runs)
-    python -m vocalsep.reliability run --full            # everything (docs/reliability.md),
-                                                         # the web server's campaign included
+    python -m vocalsep.reliability run --full            # all of the package's part at full size
+    python scripts/reliability_full.py                   # from a checkout: that, and the property
+                                                         # and web server tests at full size
 """
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,27 +26,6 @@ def default_seed() -> Path | None:
         if clips:
             return clips[0]
     return None
-
-
-#: the parts of the full campaign that are test files of the repository: (name, file, environment)
-PYTEST_PARTS = (
-    ("property tests (500 examples each)", "test_properties.py", {"VOCALSEP_PROPERTY_EXAMPLES": "500"}),
-    ("web server abuse (floods x10)", "test_server_abuse.py", {"VOCALSEP_RELIABILITY_FULL": "1"}),
-)
-TESTS = Path(__file__).resolve().parents[2] / "tests"
-
-
-def run_pytest(file: str, env: dict[str, str]) -> bool:
-    """Run one test file of the repository's ``tests/`` with ``env`` added (one torch thread);
-    True if it passed. False, saying why, when the tests are not there (an installed package)."""
-    path = TESTS / file
-    if not path.is_file():
-        print(f"{path}: not found (the full campaign runs from a checkout of the repository)",
-              file=sys.stderr)
-        return False
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path)],
-                          env=env, cwd=TESTS.parent).returncode == 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,15 +73,6 @@ def run(args: argparse.Namespace) -> int:
         print("\nFAILED:\n" + bad)
     if args.csv:
         campaign.write_csv(results, Path(args.csv))
-    if args.full:
-        for name, file, env in PYTEST_PARTS:
-            if name in args.skip:
-                continue
-            started = time.monotonic()
-            passed = run_pytest(file, env)
-            timings.append((name, time.monotonic() - started))
-            print(f"\n{name}: {'passed' if passed else '**FAILED**'}")
-            bad = bad or (not passed and name)
     print("\n" + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))
     return 1 if bad else 0
 
@@ -117,18 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the campaign and print its table")
     r.add_argument("--full", action="store_true",
                    help="every file one process each, -j 2, more kills, an uninterrupted training run "
-                        "to compare with, property tests with 500 examples, the web server's campaign "
-                        "with ten times the floods")
+                        "to compare with (the repository's scripts/reliability_full.py adds the property "
+                        "tests with 500 examples and the web server's campaign)")
     r.add_argument("--work", default=None, help="keep the corpus and outputs here (default: a temp folder)")
     r.add_argument("--seed-audio", default=None,
                    help="audio the corpus is cut from ('synthetic'; default: a MIR-1K test clip if found)")
     r.add_argument("--model", default="small")
     r.add_argument("--workers", type=int, default=2, help="CLI processes at a time")
     r.add_argument("--csv", default=None, help="also write every row to this CSV")
-    r.add_argument("--no-properties", action="append_const", dest="skip", const=PYTEST_PARTS[0][0],
-                   default=[], help="--full without the property tests")
-    r.add_argument("--no-server", action="append_const", dest="skip", const=PYTEST_PARTS[1][0],
-                   help="--full without the web server's campaign (tests/test_server_abuse.py)")
     args = p.parse_args(argv)
     if args.command == "corpus":
         cases = make_corpus(args.dir, args.seed_audio)

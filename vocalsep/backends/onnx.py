@@ -5,9 +5,9 @@ A shipped model may have an ``.onnx`` twin beside its ``.pt`` (``scripts/ship_mo
 (any number of frames that is a multiple of 64), with the model's configuration, the I/O
 version and the sha256 of the ``.pt`` it was exported from in the file's metadata.
 :class:`OnnxModel` does the rest in numpy (segments, mono or stereo, the mask above the band;
-:mod:`vocalsep.segments`, shared with the torch model) and computes the masks of the torch
-model's ``mask`` (float32, equal to about 1e-5) without torch, so that ``vocalsep separate``
-does not import it (2.5 s of start-up on a 2-core machine).
+:mod:`vocalsep.pipeline.bands`, shared with the torch model) and computes the torch model's
+masks (float32, equal to about 1e-5) without torch: it is a
+:class:`~vocalsep.pipeline.stream.MaskBackend`, so ``vocalsep separate`` never imports torch.
 
 :func:`choose_runtime` picks the runtime a :class:`~vocalsep.separate.Separator` uses.
 """
@@ -20,31 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import SHIPPED, ModelConfig, ModelError, resolve, sha256
-from .segments import network_band, segment_spans
+from ..config import SHIPPED, ModelConfig, ModelError, StemUNetParams, resolve, sha256
+from ..pipeline.bands import network_band, segment_spans
+from ..pipeline.plan import RUNTIMES
 
-RUNTIMES = ("auto", "torch", "onnx")
 #: metadata keys of an exported model
 CONFIG_KEY, SOURCE_KEY, IO_KEY = "vocalsep_config", "vocalsep_source_sha256", "vocalsep_io"
 #: what the exported graph takes and gives (files without it are older exports: re-export)
 IO_VERSION = "2: (batch, 2, frames, net_bins) magnitudes -> mask of that band"
 #: the exported graph's input and output names
 INPUT, OUTPUT = "magnitude", "mask"
-
-
-def native_bfloat16() -> bool:
-    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bfloat16
-    convolutions are faster than float32 ones rather than emulated and slower. Read from
-    ``/proc/cpuinfo`` (without importing torch); False where that cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def onnx_twin(name_or_path: str | os.PathLike | None) -> Path | None:
@@ -99,12 +84,9 @@ def open_onnx(path: Path, name_or_path: str | os.PathLike | None,
 
 class OnnxModel:
     """A segment model (the ``stemunet`` architecture) exported to ONNX: masks for whole songs
-    from numpy magnitudes, as :meth:`vocalsep.models.stemunet.StemUNetModel.mask` gives them.
+    from numpy magnitudes, as :meth:`vocalsep.models.stemunet.StemUNetModel.mask` gives them;
+    a :class:`~vocalsep.pipeline.stream.MaskBackend` (:meth:`masks`, frames first)."""
 
-    Offers what a :class:`~vocalsep.separate.Separator` uses of a model: ``config``, ``stereo``,
-    ``stream_block``/``stream_context``, ``precision(s)``, :meth:`mask` (and :meth:`masks_t`, frames first)."""
-
-    precisions = ("float32",)
     precision = "float32"
     stream_context = 0  # segments are separated independently
 
@@ -124,9 +106,10 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             meta = self.session.get_modelmeta().custom_metadata_map
             self.config = ModelConfig(**json.loads(meta[CONFIG_KEY]))
-            params = self.config.params
-            self.segment = self.stream_block = int(params["segment"])
+            params = StemUNetParams.of(self.config.params)
+            self.segment = self.stream_block = params.segment
             self.net_bins, self.band = network_band(params, self.config.sample_rate, self.config.n_fft)
+            self.heard_bins = self.net_bins
         except Exception as err:  # onnxruntime raises its own kinds for a damaged file
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ModelError(f"{path}: not a usable vocalsep ONNX model ({first})") from None
@@ -134,16 +117,19 @@ class OnnxModel:
             raise ModelError(f"{path}: exported by an older vocalsep (re-export it: "
                              "scripts/ship_model.py --export-onnx NAME)")
         self.path, self.source_sha256 = Path(path), meta.get(SOURCE_KEY)
-        self.stereo = bool(params.get("stereo", False))
-        self.segments_per_batch = int(params.get("segments_per_batch", 4))
+        self.stereo, self.segments_per_batch = params.stereo, params.segments_per_batch
 
     def mask(self, mags: np.ndarray) -> np.ndarray:
         """``(songs, bins, frames)`` mono magnitudes → masks of the same shape; for a stereo
         model a ``(2, bins, frames)`` input is the two channels of one song and gets a mask per
-        channel (as :meth:`vocalsep.models.stemunet.StemUNetModel.mask`). See :meth:`masks_t`."""
-        return self.masks_t(mags.swapaxes(-1, -2)).swapaxes(-1, -2)
+        channel (as :meth:`vocalsep.models.stemunet.StemUNetModel.mask`). See :meth:`masks`."""
+        return self.masks(mags.swapaxes(-1, -2)).swapaxes(-1, -2)
 
-    def masks_t(self, mags: np.ndarray) -> np.ndarray:
+    def describe(self) -> str:
+        """``"stemunet in ONNX Runtime, float32, 2 threads"``."""
+        return f"{self.config.arch} in ONNX Runtime, {self.precision}, {self.threads} threads"
+
+    def masks(self, mags: np.ndarray) -> np.ndarray:
         """:meth:`mask` with frames first: ``(songs or 2, frames, bins)`` → the same shape,
         the layout the network and the streaming STFT work in (no transposes). A mono song is
         given on both network channels and their masks are averaged. Above the network's band,
@@ -174,14 +160,3 @@ class OnnxModel:
     def _run(self, pieces: np.ndarray) -> np.ndarray:
         """The network on ``(n, 2, frames, net_bins)`` magnitudes: their masks."""
         return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(pieces)})[0]
-
-    # what a Separator calls on any model
-    def eval(self) -> "OnnxModel":
-        return self
-
-    def set_precision(self, precision: str) -> None:
-        if precision not in self.precisions:
-            raise ValueError(f"precision {precision}: an ONNX model computes in float32")
-
-    def prepare(self) -> None:
-        """Nothing to build: the session was made when the model was opened."""

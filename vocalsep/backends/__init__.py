@@ -1,0 +1,45 @@
+"""What computes a model's masks: one place picks the implementation.
+
+A :class:`~vocalsep.pipeline.stream.MaskBackend` turns numpy magnitudes into numpy masks, frames
+first. :func:`open_backend` picks it: ONNX Runtime (:mod:`.onnx`, no torch) for a model with an
+ONNX export where it can run it (:func:`~.onnx.choose_runtime`), else torch (:mod:`.torch`) in
+the precision :func:`choose_precision` picks. torch is imported only on the torch path.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ..pipeline.plan import SeparatorOptions
+from .onnx import choose_runtime, open_onnx
+from .precision import choose_precision, native_bfloat16
+
+__all__ = ["choose_precision", "choose_runtime", "native_bfloat16", "open_backend", "open_onnx"]
+
+if TYPE_CHECKING:
+    from ..models import SeparationModel
+    from ..pipeline.stream import MaskBackend
+
+
+def open_backend(model: str | os.PathLike | SeparationModel | MaskBackend | None,
+                 options: SeparatorOptions, device: str = "cpu", threads: int | None = None) -> MaskBackend:
+    """The backend for ``model``: a shipped name, a ``.pt``/``.onnx`` path (None: the default
+    model), a loaded torch model, or a backend itself; ``threads`` CPU threads (None: all)."""
+    from .onnx import OnnxModel
+
+    if isinstance(model, OnnxModel):
+        return model
+    if not isinstance(model, (str, os.PathLike, type(None))):
+        if options.runtime == "onnx":
+            raise ValueError("runtime onnx: give the model by name or .onnx path, not as a torch model")
+        from .torch import TorchBackend
+
+        return TorchBackend(model, device, options.precision)
+    onnx = choose_runtime(options.runtime, model, device, options.precision)
+    if onnx is not None:
+        return open_onnx(onnx, model, threads)
+    from ..models import load
+    from .torch import TorchBackend, set_threads
+
+    set_threads(threads)
+    return TorchBackend(load(model, device), device, options.precision)

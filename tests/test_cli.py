@@ -185,6 +185,31 @@ def test_dash_is_refused_in_one_line(tmp_path, mir1k_wav, where):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_demucs_and_spleeter_habits(tmp_path, mir1k_wav):
+    """-n/-p (model), --two-stems vocals, --mp3 with --mp3-bitrate, -d, --filename: accepted
+    with their meaning here; --shifts and --segment refused in one line each."""
+    import json
+
+    out = tmp_path / "out"
+    result = run_cli("separate", mir1k_wav, "-n", "default", "--two-stems", "vocals", "--mp3",
+                     "--mp3-bitrate", "96", "-d", "cpu", "--filename", "{track}-{stem}.{ext}", "-o", out)
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [f"{mir1k_wav.stem}-accompaniment.mp3", f"{mir1k_wav.stem}-vocals.mp3"]
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=bit_rate", "-of", "json",
+                            str(out / written[1])], capture_output=True, text=True)
+    assert abs(int(json.loads(probe.stdout)["format"]["bit_rate"]) - 96_000) < 2_000
+    spleeter_habit = run_cli("separate", mir1k_wav, "-p", "default", "-o", tmp_path / "p")
+    assert spleeter_habit.returncode == 0 and (tmp_path / "p" / mir1k_wav.stem / "vocals.wav").exists()
+    for bad, words in ((["--shifts", "2"], "--shifts: not offered"), (["--segment", "7"], "--segment: not offered"),
+                       (["--filename", "{track}.{ext}"], "{stem} at least"),
+                       (["--filename", "../{stem}.{ext}"], "below the output folder")):
+        refused = run_cli("separate", mir1k_wav, *bad, "-o", tmp_path / "refused")
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 1 and len(lines) == 1 and words in lines[0], refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+
 def test_no_inputs_is_an_error(tmp_path):
     result = run_cli("separate", "-o", tmp_path / "out")
     assert result.returncode == 1

@@ -335,7 +335,7 @@ class StemWriter:
     """
 
     def __init__(self, targets: dict, rate: int, channels: int | dict, bits: str = "16",
-                 clip: str = "rescale"):
+                 clip: str = "rescale", bitrate: int | None = None):
         if bits not in SUBTYPES:
             raise AudioError(next(iter(targets.values())), f"unsupported bit depth {bits!r} (16, 24 or float)")
         if clip not in ("rescale", "clamp", "none"):
@@ -347,7 +347,9 @@ class StemWriter:
                 raise AudioError(path, f"unknown output format '.{ext}'")
             if path.is_dir():  # found now, not after the other stems were renamed into place
                 raise AudioError(path, "is a directory, cannot write a file there")
-        self.rate, self.bits, self.clip = rate, bits, clip
+        if bitrate is not None and not 8 <= bitrate <= 512:
+            raise AudioError(next(iter(targets.values())), f"bitrate {bitrate} kbit/s: 8 to 512")
+        self.rate, self.bits, self.clip, self.bitrate = rate, bits, clip, bitrate
         self.channels = channels if isinstance(channels, dict) else {k: channels for k in self.targets}
         self.peaks = {k: 0.0 for k in self.targets}
         self.temps: list[str] = []
@@ -479,7 +481,8 @@ class StemWriter:
         if shutil.which("ffmpeg") is None:
             raise AudioError(path, "writing this format needs ffmpeg, which is not installed")
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(self.rate),
-               "-ac", str(channels), "-i", "-", "-ar", str(self.rate), "-f", fmt, tmp]
+               "-ac", str(channels), "-i", "-", "-ar", str(self.rate),
+               *(["-b:a", f"{self.bitrate}k"] if self.bitrate else []), "-f", fmt, tmp]
         log = tempfile.TemporaryFile()  # not a pipe: see AudioSource._ffmpeg_blocks
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=log)
         try:

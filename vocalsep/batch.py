@@ -39,6 +39,8 @@ class Job:
     device: str = "cpu"
     threads: int | None = None
     verbose: bool = False  # each process says on stderr what separates (Separator.describe)
+    template: str = "{track}/{stem}.{ext}"  # output names below ``out`` (separate.TEMPLATE)
+    bitrate: int | None = None  # kbit/s of mp3/m4a outputs
 
 
 @dataclass
@@ -107,7 +109,7 @@ def settled_without_model(index: int, path: str, job: Job) -> FileResult | None:
     from .separate import output_paths
 
     result = FileResult(index, path)
-    targets = output_paths(path, job.out, job.stems, job.ext)
+    targets = output_paths(path, job.out, job.stems, job.ext, job.template)
     if not job.force and all(t.exists() for t in targets.values()):
         result.skipped = True
         return result
@@ -127,7 +129,8 @@ def _separate_one(index: int, path: str, job: Job) -> FileResult:
     result = FileResult(index, path)
     try:
         written = _SEPARATOR.separate_file(path, job.out, job.stems, job.ext, job.bits, force=True,
-                                           progress=lambda fraction: _PROGRESS(index, fraction))
+                                           progress=lambda fraction: _PROGRESS(index, fraction),
+                                           template=job.template, bitrate=job.bitrate)
     except (ValueError, OSError) as err:  # AudioError and ModelError are ValueErrors
         text = str(err)
         named = path in text or Path(getattr(err, "path", "") or ".") == Path(path)  # escaped names

@@ -17,6 +17,14 @@ from .pipeline.plan import MASKS, PRECISIONS, RECONSTRUCTIONS, RUNTIMES  # torch
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+#: options of Demucs and Spleeter that vocalsep refuses, and why
+REFUSED = {"--shifts": "averaging over time shifts would multiply the separation time by "
+                       "their number; its gain for these models is not measured",
+           "--segment": "the default model's segment is part of its configuration (512 frames, "
+                        "11.9 s); memory does not grow with the song anyway"}
+#: packages the base install (ONNX Runtime separation) leaves out → the extra that brings them
+EXTRAS = {"torch": "torch", "matplotlib": "train", "mir_eval": "train", "museval": "train",
+          "musdb": "train", "stempeg": "train", "fastapi": "web", "uvicorn": "web", "multipart": "web"}
 
 
 #: control characters (a newline in a file name ...) escaped, so that an error stays one line
@@ -38,8 +46,14 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .batch import Job, expand_inputs, run_batch
-    from .separate import Separator, SeparatorOptions
+    from .separate import Separator, SeparatorOptions, check_template
 
+    refused = {"--shifts": args.shifts, "--segment": args.segment}
+    for flag, value in refused.items():
+        if value is not None:
+            _fail(f"{flag}: not offered ({REFUSED[flag]})")
+            return EXIT_ERROR
+    check_template(args.filename)
     if "-" in args.inputs or args.out == "-":
         _fail("'-' (standard input or output) is not supported: give audio files and an output folder")
         return EXIT_ERROR
@@ -61,6 +75,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if args.jobs > 1:  # a bad model fails here with one line, not in every worker
         Separator(args.model, SeparatorOptions(**options), device=args.device)
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
+              template=args.filename, bitrate=args.mp3_bitrate,
               force=args.force, device=args.device, options=options, verbose=args.verbose)
     show = not args.quiet and sys.stderr.isatty()
     overall = tqdm(total=len(inputs), desc="files", unit="file", disable=not show or len(inputs) < 2,
@@ -350,9 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
     s.add_argument("--example", action="store_true",
                    help="also separate the MUSDB18 song shipped inside the stempeg package")
-    s.add_argument("-m", "--model", default=None,
+    s.add_argument("-m", "--model", "-n", "--name", "-p", default=None,
                    help="shipped model name (default, small, paper), or a .pt or .onnx file "
-                        "(default: default)")
+                        "(default: default; -n as in Demucs, -p as in Spleeter)")
     s.add_argument("--reconstruct", choices=RECONSTRUCTIONS, default="istft",
                    help="istft: the mask on the complex STFT, inverted (default); griffinlim: the "
                         "masked magnitude with a phase estimated by Griffin-Lim (the paper's 1st)")
@@ -364,13 +379,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the stems to write, comma-separated (default: vocals,accompaniment)")
     s.add_argument("--format", choices=["wav", "flac", "ogg", "mp3"], default="wav",
                    help="output file format (default: wav)")
+    s.add_argument("--mp3", dest="format", action="store_const", const="mp3", help="= --format mp3 (Demucs)")
+    s.add_argument("--mp3-bitrate", type=int, default=None, metavar="KBPS",
+                   help="bit rate of mp3 outputs in kbit/s (default: ffmpeg's)")
+    s.add_argument("--filename", default="{track}/{stem}.{ext}", metavar="TEMPLATE",
+                   help="output names below -o, from {track}, {stem} and {ext} (default: "
+                        "%(default)s, as Demucs)")
+    s.add_argument("--two-stems", choices=["vocals"], default=None,
+                   help="Demucs' habit: vocals and the rest, which is what vocalsep gives "
+                        "(accompaniment = input - vocals)")
+    s.add_argument("--shifts", default=None, help=argparse.SUPPRESS)  # refused in one line
+    s.add_argument("--segment", default=None, help=argparse.SUPPRESS)  # refused in one line
     s.add_argument("--bits", choices=["16", "24", "float"], default="16",
                    help="sample format of wav/flac outputs: 16- or 24-bit integers, or 32-bit "
                         "float (default: 16)")
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
     s.add_argument("--skip-existing", action="store_true", help=argparse.SUPPRESS)  # the default now
     s.add_argument("-j", "--jobs", type=int, default=1, help="files separated in parallel (processes)")
-    s.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    s.add_argument("-d", "--device", default="cpu", help="cpu (default) or cuda[:N]")
     s.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     s.add_argument("-v", "--verbose", action="store_true",
                    help="say which runtime, precision and CPU threads separate the songs")
@@ -488,6 +514,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted; finished outputs were kept, unfinished ones were not written")
         return EXIT_INTERRUPTED
+    except ModuleNotFoundError as err:  # a part of the base install does not have
+        extra = EXTRAS.get((err.name or "").split(".")[0])
+        if extra is None or os.environ.get("VOCALSEP_DEBUG"):
+            raise
+        _fail(f"vocalsep {args.command} needs {err.name.split('.')[0]}, which this install lacks: "
+              f"pip install 'vocalsep[{extra}]'")
+        return EXIT_ERROR
     except Exception as err:  # one line, never a traceback, unless debugging
         if os.environ.get("VOCALSEP_DEBUG"):
             raise

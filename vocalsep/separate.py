@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .pipeline.stream import MaskBackend
 
 STEMS = ("vocals", "accompaniment")
+#: where each stem goes below the output folder (Demucs' ``--filename`` default)
+TEMPLATE = "{track}/{stem}.{ext}"
 
 
 class Separator:
@@ -94,8 +96,10 @@ class Separator:
     def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike,
                       stems: tuple[str, ...] = STEMS, ext: str = "wav", bits: str = "16",
                       force: bool = False,
-                      progress: Callable[[float], None] | None = None) -> dict[str, Path]:
-        """Separate one file into ``out_dir/<input stem>/<stem>.<ext>``; return the written paths.
+                      progress: Callable[[float], None] | None = None,
+                      template: str = TEMPLATE, bitrate: int | None = None) -> dict[str, Path]:
+        """Separate one file into ``out_dir/<input stem>/<stem>.<ext>`` (``template``: see
+        :func:`output_paths`); return the written paths. ``bitrate``: kbit/s of mp3/m4a outputs.
 
         Refuses to overwrite existing outputs unless ``force``. The song is decoded, separated
         and written block by block, so memory does not grow with its length (except with a
@@ -104,13 +108,13 @@ class Separator:
         called as the song's decoding advances (0 to 1).
         """
         path = Path(path)
-        targets = output_paths(path, out_dir, stems, ext)
+        targets = output_paths(path, out_dir, stems, ext, template)
         existing = [p for p in targets.values() if p.exists()]
         if existing and not force:
             raise FileExistsError(f"{existing[0]}: already exists (use --force to overwrite)")
         source = audio_io.AudioSource(path)
         job = self.stream(source.rate, source.channels)
-        with audio_io.StemWriter(targets, source.rate, source.channels, bits) as writer:
+        with audio_io.StemWriter(targets, source.rate, source.channels, bits, bitrate=bitrate) as writer:
             for block in source.blocks():
                 for vocals, acc in job.feed(block):
                     writer.write(_pick(stems, vocals, acc))
@@ -157,9 +161,28 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: no CUDA device here (torch {torch.__version__}); use cpu")
 
 
+def check_template(template: str) -> str:
+    """``template`` itself; ``ValueError`` (one line) unless it names only ``{track}``,
+    ``{stem}`` and ``{ext}``, holds ``{stem}`` (else the stems would overwrite each other) and
+    stays below the output folder."""
+    import string
+
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    unknown = sorted(set(fields) - {"track", "stem", "ext"})
+    if unknown or "stem" not in fields:
+        raise ValueError(f"--filename {template!r}: use {{track}}, {{stem}} and {{ext}} only, "
+                         f"{{stem}} at least" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    parts = Path(template).parts
+    if Path(template).is_absolute() or ".." in parts:
+        raise ValueError(f"--filename {template!r}: must stay below the output folder")
+    return template
+
+
 def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike,
-                 stems: tuple[str, ...] = STEMS, ext: str = "wav") -> dict[str, Path]:
-    """Where :meth:`Separator.separate_file` writes each stem of ``path``."""
+                 stems: tuple[str, ...] = STEMS, ext: str = "wav",
+                 template: str = TEMPLATE) -> dict[str, Path]:
+    """Where :meth:`Separator.separate_file` writes each stem of ``path``: ``out_dir`` /
+    ``template`` with ``{track}`` (the file's name without its extension), ``{stem}``, ``{ext}``."""
     name = Path(path).name
     for suffix in (".stem.mp4",):
         if name.endswith(suffix):
@@ -167,7 +190,8 @@ def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike,
             break
     else:
         name = Path(name).stem
-    return {s: Path(out_dir) / name / f"{s}.{ext}" for s in stems}
+    check_template(template)
+    return {s: Path(out_dir) / template.format(track=name, stem=s, ext=ext) for s in stems}
 
 
 def _pick(stems: tuple[str, ...], vocals: np.ndarray, accompaniment: np.ndarray) -> dict:

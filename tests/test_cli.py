@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +34,15 @@ def test_models_lists_default():
     count = load("default").parameter_count()
     assert f"{count:,}" in rows["default"]
     assert "Traceback" not in result.stderr
+
+
+def test_models_lists_without_torch_and_says_what_auto_runs():
+    code = ("import sys; from vocalsep.cli import main; code = main(['models']); "
+            "sys.exit(3 if 'torch' in sys.modules else code)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr or "torch was imported"
+    default = next(line for line in result.stdout.splitlines() if line.startswith("default "))
+    assert "ONNX Runtime, float32" in default
 
 
 def test_models_lists_paper_with_its_parameter_count():

@@ -212,7 +212,9 @@ def test_shipped_default_model_loads():
     assert isinstance(model, models.SeparationModel)
     assert model.config.arch in models.ARCHITECTURES
     assert not model.training
-    infos = {m.name: m for m in models.available()}
+    from vocalsep.catalog import available
+
+    infos = {m.name: m for m in available()}
     assert "default" in infos
     assert infos["default"].parameters == model.parameter_count()
     assert infos["default"].sample_rate == model.config.sample_rate

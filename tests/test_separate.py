@@ -163,3 +163,25 @@ def test_mono_as_1d_and_the_transposed_layout(untrained_unet, mir1k_mixture):
     stereo = np.stack([samples[0], samples[0]])
     with pytest.raises(ValueError, match=r"did you mean x\.T\?"):
         sep.separate(stereo.T, rate)
+
+
+def test_a_file_to_arrays_with_progress(stempeg_example, tmp_path):
+    """``separate_audio_file``: a file path to :class:`Stems` (named, with the rate), the same
+    stems as the files ``separate_file`` writes; ``progress`` rises to 1, for arrays too."""
+    import soundfile as sf
+
+    from vocalsep.separate import Stems
+
+    sep = Separator("default")
+    seen: list[float] = []
+    stems = sep.separate_audio_file(stempeg_example, progress=seen.append)
+    assert isinstance(stems, Stems) and stems.rate == 44_100 and stems.vocals.shape[0] == 2
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    written = sep.separate_file(stempeg_example, tmp_path, bits="float")
+    on_disk, _ = sf.read(written["vocals"], dtype="float32")
+    np.testing.assert_array_equal(on_disk.T, stems.vocals)
+    mixture = stems.vocals + stems.accompaniment
+    seen.clear()
+    again = sep.separate(mixture, stems.rate, progress=seen.append)
+    assert seen[-1] == 1.0 and len(seen) > 1
+    np.testing.assert_allclose(again["vocals"], stems.vocals, atol=1e-5)

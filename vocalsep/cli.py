@@ -264,18 +264,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- models
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import available
-    from .models.registry import DEFAULT_MODEL
+    from .catalog import auto_choice, available
 
-    rows = available()
     print(f"{'name':<8} {'arch':<8} {'parameters':>12} {'rate':>8} {'n_fft/hop':>10} {'mask':<12} "
-          f"{'runtime':<13} file")
-    for m in rows:
-        mark = " (default)" if m.name == DEFAULT_MODEL else ""
+          f"{'runtimes':<13} {'auto here':<22} file")
+    for m in available():
+        mark = " (default)" if m.default else ""
         mask = "per channel" if m.stereo else "mono"
         runtime = "onnx, torch" if m.onnx else "torch"
         print(f"{m.name:<8} {m.arch:<8} {m.parameters:>12,} {m.sample_rate:>6}Hz {m.n_fft:>5}/{m.hop:<4} "
-              f"{mask:<12} {runtime:<13} {m.path.name}{mark}")
+              f"{mask:<12} {runtime:<13} {auto_choice(m):<22} {m.path.name}{mark}")
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,19 @@ if TYPE_CHECKING:
 STEMS = ("vocals", "accompaniment")
 #: where each stem goes below the output folder (Demucs' ``--filename`` default)
 TEMPLATE = "{track}/{stem}.{ext}"
+
+
+class Stems(NamedTuple):
+    """A song's stems, each float32 ``(channels, n)`` at ``rate`` Hz (vocals + accompaniment =
+    the song)."""
+
+    vocals: np.ndarray
+    accompaniment: np.ndarray
+    rate: int
+
+
+#: samples per channel fed to the stream at a time when a progress callback is given
+PROGRESS_BLOCK = 1 << 18
 
 
 class Separator:
@@ -74,7 +87,8 @@ class Separator:
             reconstruction = PostFilter
         return SeparationStream(self.backend, self.options, rate, channels, reconstruction)
 
-    def separate(self, samples: np.ndarray, rate: int) -> dict[str, np.ndarray]:
+    def separate(self, samples: np.ndarray, rate: int,
+                 progress: Callable[[float], None] | None = None) -> dict[str, np.ndarray]:
         """``samples`` float32 ``(channels, n)`` at ``rate`` Hz → ``{"vocals", "accompaniment"}``,
         each ``(channels, n)`` at ``rate`` Hz; vocals + accompaniment == samples. A 1-D
         ``(n,)`` array is one channel, and its stems are 1-D too.
@@ -82,16 +96,40 @@ class Separator:
         Raises ``ValueError`` (one line) for samples that are not a float ``(channels, n)``
         array of finite values within :data:`vocalsep.audio.MAX_LEVEL` (soundfile's ``(n,
         channels)`` is refused with a hint, not separated as n channels), or a rate that is not
-        a positive number of Hz."""
+        a positive number of Hz. ``progress(fraction)`` is called as the song advances (0 to 1)."""
         if np.ndim(samples) == 1:
-            return {k: v[0] for k, v in self.separate(np.asarray(samples)[None], rate).items()}
+            return {k: v[0] for k, v in self.separate(np.asarray(samples)[None], rate, progress).items()}
         samples = check_samples(samples, rate)
         job = self.stream(int(rate), samples.shape[0])
-        pieces = job.feed(samples) + job.finish()
+        n = samples.shape[1]
+        step = PROGRESS_BLOCK if progress else max(1, n)
+        pieces = []
+        for start in range(0, n, step):
+            pieces += job.feed(samples[:, start:start + step])
+            if progress:
+                progress(min(1.0, (start + step) / n))
+        pieces += job.finish()
         if not pieces:
             return {"vocals": samples.copy(), "accompaniment": samples.copy()}
         vocals, accompaniment = (np.concatenate(p, axis=1) for p in zip(*pieces))
         return {"vocals": vocals, "accompaniment": accompaniment}
+
+    def separate_audio_file(self, path: str | os.PathLike,
+                            progress: Callable[[float], None] | None = None) -> Stems:
+        """Decode ``path`` (any format :func:`vocalsep.audio.read_audio` reads) and separate
+        it: its :class:`Stems` at the file's own rate and channels. ``AudioError`` (one line,
+        naming the file) for a file that cannot be decoded."""
+        source = audio_io.AudioSource(path)
+        job = self.stream(source.rate, source.channels)
+        pieces = []
+        for block in source.blocks():
+            pieces += job.feed(block)
+            if progress and source.length:
+                progress(min(1.0, source.samples / source.length))
+        pieces += job.finish()
+        empty = np.zeros((source.channels, 0), np.float32)
+        vocals, accompaniment = (np.concatenate(p, axis=1) for p in zip(*pieces)) if pieces else (empty, empty)
+        return Stems(vocals, accompaniment, source.rate)
 
     def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike,
                       stems: tuple[str, ...] = STEMS, ext: str = "wav", bits: str = "16",

@@ -6,7 +6,6 @@ A saved model is one ``.pt`` file holding ``{"config": ModelConfig dict, "state"
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,32 +63,3 @@ def load(name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> 
         raise ModelError(f"{path}: not a usable vocalsep model ({first})") from None
     model.meta = blob.get("meta", {})
     return model.to(device).eval()
-
-
-@dataclass
-class ModelInfo:
-    name: str
-    arch: str
-    parameters: int
-    sample_rate: int
-    n_fft: int
-    hop: int
-    path: Path
-    stereo: bool = False  # a mask per channel of a stereo song
-    onnx: bool = False  # shipped with an ONNX export (run by ONNX Runtime, without torch)
-
-
-def available() -> list[ModelInfo]:
-    """The shipped models that are present, with parameter counts and rates."""
-    from ..backends.onnx import onnx_twin
-
-    infos = []
-    for name in SHIPPED:
-        try:
-            model = load(name)
-        except ModelError:
-            continue
-        c = model.config
-        infos.append(ModelInfo(name, c.arch, model.parameter_count(), c.sample_rate, c.n_fft,
-                               c.hop, resolve(name), model.stereo, onnx_twin(name) is not None))
-    return infos

@@ -83,3 +83,16 @@ def test_extension_band_must_hold_network_bins():
         extension_bins(44100, 4096, 640, (7000.0, 11000.0))
     assert np.array_equal(extension_bins(44100, 4096, 1024, (7000.0, 11000.0)),
                           np.arange(651, 1022))
+
+
+def test_segment_batches_group_whole_segments_then_the_rests():
+    """One plan for both runtimes: every song's whole segments, ``per_batch`` at a time (song
+    by song), then all songs' rests together, each padded to a multiple of 64 frames."""
+    from vocalsep.pipeline.bands import segment_batches
+
+    groups = segment_batches(songs=2, frames=2 * 512 + 70, segment=512, per_batch=3)
+    assert groups == [[(0, 0, 512, 512), (0, 512, 1024, 512), (1, 0, 512, 512)],
+                      [(1, 512, 1024, 512)],
+                      [(0, 1024, 1094, 128), (1, 1024, 1094, 128)]]
+    assert segment_batches(1, 512, 512, 4) == [[(0, 0, 512, 512)]]
+    assert segment_batches(1, 0, 512, 4) == []

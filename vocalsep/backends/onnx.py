@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SHIPPED, ModelConfig, ModelError, StemUNetParams, resolve, sha256
-from ..pipeline.bands import network_band, segment_spans
+from ..pipeline.bands import network_band, segment_batches
 from ..pipeline.plan import RUNTIMES
 
 #: metadata keys of an exported model
@@ -138,20 +138,11 @@ class OnnxModel:
         low = np.asarray(mags[..., : self.net_bins], dtype=np.float32)
         x = low[None] if pair else np.repeat(low[:, None], 2, axis=1)  # (songs, 2, frames, net_bins)
         out = np.empty_like(x)
-        spans = segment_spans(x.shape[2], self.segment)
-        whole = [s for s in spans if s[1] - s[0] == self.segment]
-        if whole:  # the whole segments of every song, segments_per_batch at a time
-            songs, channels, _, bins = x.shape
-            count, end = len(whole), len(whole) * self.segment
-            pieces = x[:, :, :end].reshape(songs, channels, count, self.segment, bins)
-            pieces = pieces.transpose(0, 2, 1, 3, 4).reshape(-1, channels, self.segment, bins)
-            done = np.concatenate([self._run(pieces[i:i + self.segments_per_batch])
-                                   for i in range(0, len(pieces), self.segments_per_batch)])
-            done = done.reshape(songs, count, channels, self.segment, bins).transpose(0, 2, 1, 3, 4)
-            out[:, :, :end] = done.reshape(songs, channels, end, bins)
-        for start, stop, padded in spans[len(whole):]:
-            piece = np.pad(x[:, :, start:stop], ((0, 0), (0, 0), (0, padded - (stop - start)), (0, 0)))
-            out[:, :, start:stop] = self._run(piece)[:, :, : stop - start]
+        for group in segment_batches(x.shape[0], x.shape[2], self.segment, self.segments_per_batch):
+            pieces = np.stack([np.pad(x[song, :, start:stop], ((0, 0), (0, padded - (stop - start)), (0, 0)))
+                               for song, start, stop, padded in group])
+            for (song, start, stop, _), mask in zip(group, self._run(pieces)):
+                out[song, :, start:stop] = mask[:, : stop - start]
         masks = out[0] if pair else out.mean(axis=1)
         high = masks[..., self.band].mean(axis=-1, keepdims=True)
         extra = self.config.bins - self.net_bins

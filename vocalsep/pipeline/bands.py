@@ -36,6 +36,19 @@ def segment_spans(frames: int, segment: int) -> list[tuple[int, int, int]]:
     return spans
 
 
+def segment_batches(songs: int, frames: int, segment: int,
+                    per_batch: int) -> list[list[tuple[int, int, int, int]]]:
+    """How ``songs`` songs of ``frames`` frames go through a segment network: groups of
+    ``(song, start, stop, padded)`` pieces run as one batch, each piece zero-padded to
+    ``padded`` frames: every song's whole segments (song by song), ``per_batch`` at a time,
+    then the rests (:func:`segment_spans`), all songs' at once. The torch model and ONNX
+    Runtime both follow it."""
+    spans = segment_spans(frames, segment)
+    whole = [(song, *span) for song in range(songs) for span in spans if span[1] - span[0] == segment]
+    rests = [(song, *span) for span in spans if span[1] - span[0] < segment for song in range(songs)]
+    return [whole[i:i + per_batch] for i in range(0, len(whole), per_batch)] + ([rests] if rests else [])
+
+
 def network_band(params: StemUNetParams, sample_rate: int, n_fft: int) -> tuple[int, np.ndarray]:
     """A stemunet configuration → (the number of bins its network sees, the
     :func:`extension_bins` whose mean mask goes above them)."""

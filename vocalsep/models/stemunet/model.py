@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...config import StemUNetParams
-from ...pipeline.bands import DEFAULT_BINS, DEFAULT_EXTENSION_HZ, FRAME_MULTIPLE, network_band, segment_spans
+from ...pipeline.bands import DEFAULT_BINS, DEFAULT_EXTENSION_HZ, FRAME_MULTIPLE, network_band, segment_batches
 from ..base import ModelConfig, SeparationModel
 from .inference import _BUILDING, DTYPES, InferenceStemUNet
 from .net import StemUNet
@@ -125,8 +125,8 @@ class StemUNetModel(SeparationModel):
     def mask(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """Whole songs ``(batch, bins, frames)``, each mono; or, for a ``stereo`` model, a
         ``(2, bins, frames)`` input is the two channels of one song and gets a mask per channel.
-        Cut as :func:`~vocalsep.pipeline.bands.segment_spans` says (whole ``segment``-frame pieces,
-        ``segments_per_batch`` at a time, then the shorter rest)."""
+        Cut and batched as :func:`~vocalsep.pipeline.bands.segment_batches` says (whole
+        ``segment``-frame pieces, ``segments_per_batch`` at a time, then the shorter rest)."""
         pair = self.stereo and mix_mag.shape[0] == 2
         net = self.inference_net()
         if pair:
@@ -134,22 +134,12 @@ class StemUNetModel(SeparationModel):
         else:
             mags, run = mix_mag.unsqueeze(1), lambda x: self(x[:, 0], net).unsqueeze(1)
         mags = mags[..., : self.net_bins, :]  # the network's band (channel_masks extends it)
-        batch, channels, _, frames = mags.shape
-        spans = segment_spans(frames, self.segment)
-        whole = [s for s in spans if s[1] - s[0] == self.segment]
-        masks = []
-        if whole:  # whole segments as a batch of pieces
-            count = len(whole)
-            x = mags[..., : count * self.segment].reshape(batch, channels, self.net_bins, count, self.segment)
-            pieces = x.permute(0, 3, 1, 2, 4).reshape(batch * count, channels, self.net_bins, self.segment)
-            out = torch.cat([run(pieces[i:i + self.segments_per_batch])
-                             for i in range(0, len(pieces), self.segments_per_batch)])
-            bins = out.shape[-2]  # all of the config's bins again
-            out = out.reshape(batch, count, -1, bins, self.segment).permute(0, 2, 3, 1, 4)
-            masks.append(out.reshape(batch, -1, bins, count * self.segment))
-        for start, stop, _ in spans[len(whole):]:  # the rest (channel_masks pads it)
-            masks.append(run(mags[..., start:stop]))
-        masks = torch.cat(masks, dim=-1)
+        masks = torch.empty(*mags.shape[:2], self.config.bins, mags.shape[-1], device=mags.device)
+        for group in segment_batches(mags.shape[0], mags.shape[-1], self.segment, self.segments_per_batch):
+            pieces = torch.stack([F.pad(mags[song, ..., start:stop], (0, padded - (stop - start)))
+                                  for song, start, stop, padded in group])
+            for (song, start, stop, _), mask in zip(group, run(pieces)):
+                masks[song, ..., start:stop] = mask[..., : stop - start]
         return masks[0] if pair else masks[:, 0]
 
     def inference_net(self) -> nn.Module:

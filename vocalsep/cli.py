@@ -451,22 +451,28 @@ def build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="MIR-1K clip folder or folder of stems (BSS Eval v3, whole clips)")
     src.add_argument("--musdb", help="MUSDB18 root (museval BSS Eval v4)")
-    e.add_argument("--subset", default="train")
-    e.add_argument("--split", default="valid")
+    e.add_argument("--subset", default="train", help="MUSDB18 subset: train or test (default: train)")
+    e.add_argument("--split", default="valid",
+                   help="MUSDB18 split of the train subset: train or valid (default: valid)")
     e.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ wav layout")
-    e.add_argument("-m", "--model", action="append", default=None)
+    e.add_argument("-m", "--model", action="append", default=None,
+                   help="a shipped model name or a .pt/.onnx file; repeat for several (default: default)")
     e.add_argument("--variants", default="soft",
                    help="comma list of mask[+reconstruct], e.g. soft,binary,binary+griffinlim")
-    e.add_argument("--threshold", type=float, default=0.5)
+    e.add_argument("--threshold", type=float, default=0.5, help="binary mask threshold (default 0.5)")
     _add_post_processing(e)
     e.add_argument("--limit", type=int, default=None, help="only the first N tracks")
-    e.add_argument("--no-baselines", action="store_true")
-    e.add_argument("-o", "--out", default="evaluation")
+    e.add_argument("--no-baselines", action="store_true",
+                   help="leave out the mixture and the ideal binary and ratio masks")
+    e.add_argument("-o", "--out", default="evaluation",
+                   help="folder for the per-track CSV and the summary (default: evaluation)")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmarks: `vocalsep bench quality --help`")
-    b.add_argument("which", choices=["quality", "speed"])
-    b.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
+    b.add_argument("which", choices=["quality", "speed"],
+                   help="quality: MIR-1K or MUSDB18 tables beside Spleeter; speed: end to end vs "
+                        "Spleeter (`vocalsep bench quality --help` for each one's options)")
+    b.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # the benchmark's own
     b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("models", help="list the shipped models")

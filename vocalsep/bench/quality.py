@@ -1,7 +1,7 @@
 """Separation quality on MIR-1K or MUSDB18: vocalsep's models next to Spleeter and the oracles.
 
     python -m vocalsep.bench.quality [--data DIR | --musdb ROOT [--split valid]] [--limit N]
-        [--models default,paper] [--no-spleeter] [--jobs N] [--threads N] [--out DIR]
+        [--models default,small] [--no-spleeter] [--jobs N] [--threads N] [--out DIR]
 
 Scores every clip of ``--data`` (MIR-1K test clips: stereo, left accompaniment, right vocals;
 default ``<repo>/../shared/data/mir1k/test``) with BSS Eval v3 on whole clips
@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Vocal GNSDR/GSIR/GSAR (BSS Eval v3, whole clips) on MIR-1K test clips: "
                     "shipped models, Spleeter 2stems, mixture and ideal-mask baselines.")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                   help="folder of MIR-1K clips (default: %(default)s)")
+                   help="folder of MIR-1K clips (default: ../shared/data/mir1k/test beside this "
+                        "checkout)")
     p.add_argument("--musdb", type=Path, default=None, metavar="ROOT",
                    help="score a MUSDB18 root instead (museval BSS Eval v4)")
     p.add_argument("--subset", default="train", help="MUSDB18 subset (default: %(default)s)")
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MUSDB18 split of the train subset, or 'none' (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate N clips spread evenly over the sorted list (default: all)")
-    p.add_argument("--models", default="default,paper",
+    p.add_argument("--models", default="default,small",
                    help="comma-separated shipped model names or .pt files, each optionally with "
                         ":float32 or :bfloat16 (default precision: auto) (default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true", help="leave Spleeter 2stems out")

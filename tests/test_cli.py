@@ -220,6 +220,21 @@ def test_demucs_and_spleeter_habits(tmp_path, mir1k_wav):
     assert not (tmp_path / "refused").exists()
 
 
+def test_a_file_far_shorter_than_its_header_says_is_reported(tmp_path, ffmpeg):
+    """20 kB of a 31-s mp3: separated as far as it decodes, with one warning line naming it."""
+    full, cut = tmp_path / "full.mp3", tmp_path / "cut.mp3"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=31",
+                    "-ac", "2", "-ar", "44100", str(full)], check=True)
+    cut.write_bytes(full.read_bytes()[:20_000])
+    result = run_cli("separate", cut, "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("vocalsep: warning:")]
+    assert len(warned) == 1 and str(cut) in warned[0] and "of the 31.03 s its header gives" in warned[0]
+    assert (tmp_path / "out" / "cut" / "vocals.wav").exists()
+    whole = run_cli("separate", full, "-o", tmp_path / "out")
+    assert whole.returncode == 0 and "warning" not in whole.stderr
+
+
 def test_no_inputs_is_an_error(tmp_path):
     result = run_cli("separate", "-o", tmp_path / "out")
     assert result.returncode == 1

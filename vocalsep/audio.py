@@ -28,6 +28,7 @@ from glob import escape as glob_escape
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +227,14 @@ def _umask() -> int:
 # --- files as streams of blocks ----------------------------------------------------------
 
 BLOCK = 1 << 16  # samples per channel per block
+#: a file that decodes shorter than the duration its header gives, by more than this share of
+#: it and these seconds, is reported (encoders pad and estimate a little)
+TRUNCATED_SHARE, TRUNCATED_SECONDS = 0.1, 1.0
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A compressed file decoded far shorter than its header says; ``str()`` is one line."""
+
 
 
 class AudioSource:
@@ -282,6 +291,11 @@ class AudioSource:
         if self._soundfile and self.samples < self.length:
             raise AudioError(self.path, f"truncated (decoding stopped after {self.samples} of "
                                         f"{self.length} samples)")
+        missing = (self.length or 0) - self.samples  # a container's duration, not a decoder's
+        if missing > max(TRUNCATED_SECONDS * self.rate, TRUNCATED_SHARE * self.length):
+            warnings.warn(TruncatedAudioWarning(
+                f"{self.path}: decoded {self.samples / self.rate:.2f} s of the "
+                f"{self.length / self.rate:.2f} s its header gives (a truncated file?)"), stacklevel=2)
         if self.samples == 0:
             raise AudioError(self.path, "contains no audio samples")
 

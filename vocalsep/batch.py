@@ -14,11 +14,13 @@ import os
 import queue
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .audio import TruncatedAudioWarning
 from .timing import stage
 
 #: file name endings taken from folders (a named file is always tried, whatever its name)
@@ -53,6 +55,7 @@ class FileResult:
     seconds: float = 0.0  # audio duration
     skipped: bool = False
     error: str | None = None
+    warning: str | None = None  # e.g. a file that decoded far shorter than its header says
 
 
 def expand_inputs(items: list[str]) -> list[str]:
@@ -128,9 +131,13 @@ def _separate_one(index: int, path: str, job: Job) -> FileResult:
         return result
     result = FileResult(index, path)
     try:
-        written = _SEPARATOR.separate_file(path, job.out, job.stems, job.ext, job.bits, force=True,
-                                           progress=lambda fraction: _PROGRESS(index, fraction),
-                                           template=job.template, bitrate=job.bitrate)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TruncatedAudioWarning)
+            written = _SEPARATOR.separate_file(path, job.out, job.stems, job.ext, job.bits, force=True,
+                                               progress=lambda fraction: _PROGRESS(index, fraction),
+                                               template=job.template, bitrate=job.bitrate)
+        result.warning = next((str(w.message) for w in caught
+                               if issubclass(w.category, TruncatedAudioWarning)), None)
     except (ValueError, OSError) as err:  # AudioError and ModelError are ValueErrors
         text = str(err)
         named = path in text or Path(getattr(err, "path", "") or ".") == Path(path)  # escaped names

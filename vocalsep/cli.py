@@ -106,6 +106,9 @@ def cmd_separate(args: argparse.Namespace) -> int:
             print(f"{result.path}: skipped (its outputs exist; --force to overwrite)", file=sys.stderr)
             skipped += 1
         else:
+            if result.warning:
+                overall.clear()
+                print(f"vocalsep: warning: {result.warning.translate(_ESCAPES)}", file=sys.stderr, flush=True)
             done += 1
             seconds_of_audio += result.seconds
             if not args.quiet:

@@ -41,6 +41,7 @@ import soundfile as sf
 from .corpus import Case, Signals, synthetic_seed
 
 ERROR_PREFIX = "vocalsep: error: "
+WARNING_PREFIX = "vocalsep: warning: "
 STEMS = ("vocals", "accompaniment")
 
 
@@ -258,7 +259,7 @@ def run_cli_batch(cases: list[Case], root: Path, out: Path, model: str = "small"
         whole.append(f"exit code {r.returncode}, expected 1 (some files are bad)")
     if "Traceback" in r.stderr + r.stdout:
         whole.append("a traceback was printed")
-    lines = r.stderr.splitlines()
+    lines = [line for line in r.stderr.splitlines() if not line.startswith(WARNING_PREFIX)]
     stray = [line for line in lines if not line.startswith(ERROR_PREFIX)]
     if stray:
         whole.append(f"stderr lines that are not errors: {stray[:2]}")
@@ -303,13 +304,15 @@ def run_cli_each(cases: list[Case], root: Path, out: Path, model: str = "small",
         r = vocalsep("separate", "-m", model, "-o", target.absolute(), "--", case.name, cwd=root,
                      timeout=timeout)
         lines = r.stderr.strip().splitlines()
+        warned = [line for line in lines if line.startswith(WARNING_PREFIX)]  # e.g. truncated
+        lines = [line for line in lines if not line.startswith(WARNING_PREFIX)]
         problems = []
         if r.returncode is None:
             status, message = "hang", f"no result after {timeout:.0f} s"
         elif "Traceback" in r.stderr + r.stdout:
             status, message = "crash", "a traceback was printed"
         elif r.returncode == 0:
-            status, message = "ok", ""
+            status, message = "ok", (warned[0] if warned else "")
             if lines:
                 problems.append(f"exit 0 but stderr says {lines[0][:100]!r}")
         else:

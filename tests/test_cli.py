@@ -235,6 +235,35 @@ def test_a_file_far_shorter_than_its_header_says_is_reported(tmp_path, ffmpeg):
     assert whole.returncode == 0 and "warning" not in whole.stderr
 
 
+def test_one_song_shows_a_progress_bar_on_a_terminal(tmp_path, mir1k_wav):
+    """On a terminal (a pseudo-terminal 100 columns wide) a single song draws its bar; in a pipe
+    (the other tests) stderr holds no bar."""
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    main_fd, child_fd = os.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "vocalsep.cli", "separate", str(mir1k_wav),
+                             "-o", str(tmp_path / "out")], stdin=child_fd, stdout=child_fd,
+                            stderr=child_fd, close_fds=True)
+    os.close(child_fd)
+    seen = bytearray()
+    while True:
+        try:
+            data = os.read(main_fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        seen.extend(data)
+    os.close(main_fd)
+    text = seen.decode(errors="replace")
+    assert proc.wait(timeout=120) == 0, text
+    assert re.search(r"mir1k mixture\.wav: +\d+%\|", text), text[-500:]
+
+
 def test_no_inputs_is_an_error(tmp_path):
     result = run_cli("separate", "-o", tmp_path / "out")
     assert result.returncode == 1

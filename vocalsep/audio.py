@@ -292,7 +292,7 @@ class AudioSource:
             raise AudioError(self.path, f"truncated (decoding stopped after {self.samples} of "
                                         f"{self.length} samples)")
         missing = (self.length or 0) - self.samples  # a container's duration, not a decoder's
-        if missing > max(TRUNCATED_SECONDS * self.rate, TRUNCATED_SHARE * self.length):
+        if self.length and missing > max(TRUNCATED_SECONDS * self.rate, TRUNCATED_SHARE * self.length):
             warnings.warn(TruncatedAudioWarning(
                 f"{self.path}: decoded {self.samples / self.rate:.2f} s of the "
                 f"{self.length / self.rate:.2f} s its header gives (a truncated file?)"), stacklevel=2)

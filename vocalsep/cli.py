@@ -123,6 +123,81 @@ def cmd_separate(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failures else 0
 
 
+# ---------------------------------------------------------------- live
+#: raw sample formats of `vocalsep live`: numpy dtype and full scale
+RAW_FORMATS = {"f32le": ("<f4", 1.0), "s16le": ("<i2", 32768.0)}
+#: float samples above this are taken for a wrong format (1000 = 60 dB above full scale)
+MAX_RAW_LEVEL = 1000.0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .live import LiveSeparation, segment_for_latency
+    from .separate import Separator, SeparatorOptions
+
+    if args.rate < 1 or not 1 <= args.channels <= 32 or args.chunk < 1:
+        _fail("--rate, --channels (1 to 32) and --chunk must be positive")
+        return EXIT_ERROR
+    segment = None
+    if args.latency is not None:
+        probe = Separator(args.model)
+        segment, _ = segment_for_latency(probe.backend, probe.options, args.rate, args.channels,
+                                         args.chunk, args.latency)
+    sep = Separator(args.model, SeparatorOptions(segment=segment))
+    live = LiveSeparation(sep, args.rate, args.channels, args.chunk)
+    if args.verbose:
+        block = sep.backend.stream_block
+        print(f"vocalsep: live: {sep.describe()}; {block}-frame segments; latency {live.latency} "
+              f"samples ({live.latency / args.rate:.3f} s at {args.rate} Hz)", file=sys.stderr, flush=True)
+    dtype, scale = RAW_FORMATS[args.input_format]
+    width = np.dtype(dtype).itemsize * args.channels
+    files = {stem: open(path, "wb") for stem, path in (("vocals", args.vocals),
+                                                          ("accompaniment", args.accompaniment)) if path}
+    sinks = files or {args.stem: sys.stdout.buffer}
+
+    def write(pieces) -> None:
+        for vocals, acc in pieces:
+            for stem, sink in sinks.items():
+                x = (vocals if stem == "vocals" else acc).T
+                if scale != 1.0:
+                    x = np.clip(np.rint(x * scale), -scale, scale - 1)
+                sink.write(np.ascontiguousarray(x, dtype=dtype).tobytes())
+                sink.flush()
+
+    read, code = 0, 0
+    try:
+        while True:
+            data = sys.stdin.buffer.read(args.chunk * width)
+            whole = len(data) // width * width
+            if whole:
+                block = np.frombuffer(data[:whole], dtype=dtype).reshape(-1, args.channels).T
+                block = block.astype(np.float32)
+                if scale != 1.0:
+                    block /= np.float32(scale)
+                with np.errstate(invalid="ignore"):  # NaN compares false: found by isfinite
+                    wrong = ~np.isfinite(block) | (np.abs(block) > MAX_RAW_LEVEL)
+                if wrong.any():
+                    bad = read + int(np.flatnonzero(wrong.any(axis=0))[0])
+                    raise ValueError(f"stdin: sample {bad} is NaN, infinite or far above full scale "
+                                     f"(is the input really {args.input_format}?)")
+                read += block.shape[1]
+                write(live.feed(block))
+            if len(data) < args.chunk * width:  # the end of the stream
+                if len(data) != whole:
+                    _fail(f"stdin: the stream stopped in the middle of a sample ({len(data) - whole} "
+                          f"bytes left over; {args.input_format}, {args.channels} channels)")
+                    code = EXIT_ERROR
+                break
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    finally:
+        write(live.finish())
+        for f in files.values():
+            f.close()
+    return code
+
+
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -402,6 +477,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true",
                    help="say which runtime, precision and CPU threads separate the songs")
     s.set_defaults(func=cmd_separate)
+
+    lv = sub.add_parser("live", help="separate a stream of raw samples as it plays (stdin to stdout)",
+                        description="Read raw samples from standard input, write a separated stem "
+                                    "in the same format to standard output as it goes. Output sample "
+                                    "k is input sample k - L (L: the latency, stated by -v).")
+    lv.add_argument("--rate", type=int, required=True, help="samples per second of the input")
+    lv.add_argument("--channels", type=int, required=True, help="channels of the input")
+    lv.add_argument("--input-format", choices=sorted(RAW_FORMATS), default="f32le",
+                    help="raw sample format of input and output (default: f32le)")
+    lv.add_argument("--stem", choices=["vocals", "accompaniment"], default="accompaniment",
+                    help="the stem written to standard output (default: accompaniment, karaoke)")
+    lv.add_argument("--vocals", default=None, metavar="FILE", help="write the vocals (raw) here")
+    lv.add_argument("--accompaniment", default=None, metavar="FILE",
+                    help="write the accompaniment (raw) here; with --vocals, nothing goes to stdout")
+    lv.add_argument("--latency", type=float, default=None, metavar="SECONDS",
+                    help="the most delay you accept: shorter segments, a little less quality "
+                         "(default: the model's own segments, about 12 s for the default)")
+    lv.add_argument("--chunk", type=int, default=1024, help="samples read at a time (default: 1024)")
+    lv.add_argument("-m", "--model", default=None, help="a shipped segment model (default) or a file")
+    lv.add_argument("-v", "--verbose", action="store_true", help="say the latency, model and runtime")
+    lv.set_defaults(func=cmd_live)
 
     t = sub.add_parser("train", help="train a model")
     t.add_argument("arch", choices=["unet", "paper", "stemunet"])

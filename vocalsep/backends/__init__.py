@@ -24,7 +24,19 @@ if TYPE_CHECKING:
 def open_backend(model: str | os.PathLike | SeparationModel | MaskBackend | None,
                  options: SeparatorOptions, device: str = "cpu", threads: int | None = None) -> MaskBackend:
     """The backend for ``model``: a shipped name, a ``.pt``/``.onnx`` path (None: the default
-    model), a loaded torch model, or a backend itself; ``threads`` CPU threads (None: all)."""
+    model), a loaded torch model, or a backend itself; ``threads`` CPU threads (None: all);
+    with ``options.segment``, a segment model cut into segments of that many frames."""
+    backend = _open(model, options, device, threads)
+    if options.segment is not None:
+        target = getattr(backend, "model", backend)  # the torch model, or the ONNX one
+        if not hasattr(target, "segment"):
+            raise ValueError(f"segment: model {backend.config.arch} is not cut into segments")
+        target.segment = target.stream_block = backend.stream_block = int(options.segment)
+    return backend
+
+
+def _open(model: str | os.PathLike | SeparationModel | MaskBackend | None,
+          options: SeparatorOptions, device: str, threads: int | None) -> MaskBackend:
     from .onnx import OnnxModel
 
     if isinstance(model, OnnxModel):

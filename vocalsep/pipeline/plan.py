@@ -39,6 +39,9 @@ class SeparatorOptions:
     #: what runs the model: torch, onnx (ONNX Runtime, for models shipped with an ONNX export),
     #: or auto (onnx where it can)
     runtime: str = "auto"
+    #: frames per network input of a segment model (a multiple of 64), replacing the model's
+    #: own: shorter segments, less latency when the song arrives as it plays (None: the model's)
+    segment: int | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` (one line) for an option outside its values."""
@@ -49,6 +52,8 @@ class SeparatorOptions:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
         if int(self.wiener) != self.wiener or self.wiener < 0:
             raise ValueError("wiener must be a whole number of iterations >= 0")
+        if self.segment is not None and (self.segment < 64 or self.segment % 64):
+            raise ValueError(f"segment {self.segment}: a multiple of 64 frames")
 
     @property
     def post_filter(self) -> bool:

@@ -1,0 +1,85 @@
+"""`vocalsep live`: raw samples through a pipe, separated at an exact, stated latency."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vocalsep.separate import Separator, SeparatorOptions
+
+
+def live(*args, data: bytes, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vocalsep.cli", "live", *map(str, args)], input=data,
+                          capture_output=True, timeout=timeout)
+
+
+def stated_latency(stderr: bytes) -> tuple[int, int]:
+    """(segment frames, latency samples) from the -v line."""
+    m = re.search(r"(\d+)-frame segments; latency (\d+) samples", stderr.decode())
+    assert m, stderr.decode()
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.fixture(scope="module")
+def song(example_song) -> tuple[np.ndarray, int]:
+    mixture, _, rate = example_song
+    return mixture, rate
+
+
+def test_piped_song_equals_the_api_after_the_latency(song):
+    mixture, rate = song
+    r = live("--rate", rate, "--channels", 2, "--latency", 2, "-v", data=mixture.T.astype("<f4").tobytes())
+    assert r.returncode == 0, r.stderr.decode()
+    segment, latency = stated_latency(r.stderr)
+    assert segment == 64 and latency <= 2 * rate
+    out = np.frombuffer(r.stdout, dtype="<f4").reshape(-1, 2).T
+    assert out.shape[1] == mixture.shape[1] + latency and not out[:, :latency].any()
+    api = Separator("default", SeparatorOptions(segment=segment)).separate(mixture, rate)
+    np.testing.assert_allclose(out[:, latency:], api["accompaniment"], atol=1e-5)
+    whole = Separator("default").separate(mixture, rate)  # longer segments, other masks
+    assert np.abs(whole["accompaniment"] - api["accompaniment"]).max() > 1e-3
+
+
+def test_the_stated_latency_is_exact(tmp_path):
+    """An impulse at sample i comes out (vocals + accompaniment) at sample i + L, and nowhere
+    else, in 16-bit integers too."""
+    rate, i = 44_100, 100_003
+    x = np.zeros((300_000, 1), "<i2")
+    x[i] = 20_000
+    r = live("--rate", rate, "--channels", 1, "--input-format", "s16le", "--latency", 3.5, "-v",
+             "--vocals", tmp_path / "v.raw", "--accompaniment", tmp_path / "a.raw", data=x.tobytes())
+    assert r.returncode == 0, r.stderr.decode()
+    _, latency = stated_latency(r.stderr)
+    total = sum(np.fromfile(tmp_path / f"{s}.raw", dtype="<i2").astype(np.int32) for s in ("v", "a"))
+    assert len(total) == len(x) + latency and r.stdout == b""
+    assert abs(total[i + latency] - 20_000) <= 1
+    total[i + latency] = 0
+    assert np.abs(total).max() <= 1  # rounding of the two stems only
+
+
+@pytest.mark.parametrize("bad,words", [
+    ("nan", "sample 7 is NaN, infinite or far above full scale"),
+    ("half", "stopped in the middle of a sample"),
+    ("wrong format", "is the input really f32le?"),
+])
+def test_bad_input_on_the_pipe_is_one_line(bad, words):
+    x = np.zeros((5000, 2), "<f4")
+    if bad == "nan":
+        x[7, 1] = np.nan
+        data = x.tobytes()
+    elif bad == "half":
+        data = x.tobytes()[:-3]
+    else:  # 16-bit samples read as 32-bit floats
+        data = (np.random.default_rng(0).integers(-30000, 30000, 20000).astype("<i2")).tobytes()
+    r = live("--rate", 44_100, "--channels", 2, data=data)
+    lines = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and words in lines[0], r.stderr.decode()
+
+
+def test_a_latency_below_the_shortest_is_refused_in_one_line():
+    r = live("--rate", 44_100, "--channels", 2, "--latency", 0.5, data=b"")
+    lines = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "the shortest here is 1.556 s" in lines[0]

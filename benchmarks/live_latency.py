@@ -2,7 +2,7 @@
 latency, the quality against the offline default, and the compute per block against the
 block's duration.
 
-    python benchmarks/live_latency.py [--mir1k-limit 36] [--repeat 30] [--out docs/live]
+    python benchmarks/live_latency.py [--mir1k-limit 36] [--repeat 30] [--out DIR]
 
 Quality: vocal SDR on the MUSDB18-7 validation split (museval v4, 14 tracks) and vocal GNSDR on
 MIR-1K test clips (BSS Eval v3; ``--mir1k-limit`` spreads that many over the 180), each with

@@ -139,12 +139,11 @@ def cmd_live(args: argparse.Namespace) -> int:
     if args.rate < 1 or not 1 <= args.channels <= 32 or args.chunk < 1:
         _fail("--rate, --channels (1 to 32) and --chunk must be positive")
         return EXIT_ERROR
-    segment = None
-    if args.latency is not None:
-        probe = Separator(args.model)
-        segment, _ = segment_for_latency(probe.backend, probe.options, args.rate, args.channels,
+    sep = Separator(args.model)
+    if args.latency is not None:  # the same loaded model, cut into the chosen segments
+        segment, _ = segment_for_latency(sep.backend, sep.options, args.rate, args.channels,
                                          args.chunk, args.latency)
-    sep = Separator(args.model, SeparatorOptions(segment=segment))
+        sep = Separator(sep.model, SeparatorOptions(segment=segment))
     live = LiveSeparation(sep, args.rate, args.channels, args.chunk)
     if args.verbose:
         block = sep.backend.stream_block

@@ -338,3 +338,60 @@ def test_train_cli_keeps_epochs_changes_params_and_pulls_toward_the_start(tmp_pa
     bad = run_cli("train", "stemunet", "--init", "default", "--params", '{"colour": 1}', "--data",
                   mir1k_valid_dir, "--valid", mir1k_valid_dir, "--out", tmp_path / "bad", "-q")
     assert bad.returncode == 1 and "unknown configuration key(s) colour" in bad.stderr
+
+
+def test_two_networks_separate_by_the_ratio_of_their_masks(tmp_path):
+    """``accompaniment``: a second U-Net; the vocal mask is ``v^p / (v^p + a^p)`` of the two
+    networks' masks, the same in training, in the inference copy, saved and loaded, and in
+    ONNX Runtime (one graph holding both networks)."""
+    pytest.importorskip("onnx")
+    from vocalsep.backends.onnx import OnnxModel
+    from vocalsep.models import save
+    from vocalsep.models.stemunet import RatioUNet, export_onnx
+
+    torch.manual_seed(0)
+    params = {"width": 0.25, "stereo": True, "accompaniment": True, "ratio_power": 2.0, "bins": 256,
+              "extension_hz": [2000, 2700], "segment": 128}
+    model = build("stemunet", params=params).eval()
+    assert isinstance(model.net, RatioUNet)
+    mags = torch.rand(1, 2, 2049, 128) * 2
+    low = mags[:, :, :256].transpose(2, 3)
+    with torch.no_grad():
+        v, a = model.net.vocals(low) ** 2, model.net.accompaniment(low) ** 2
+        expected = ((v + 5e-11) / (v + a + 1e-10)).transpose(2, 3)
+        masks = model.channel_masks(mags)
+        torch.testing.assert_close(masks[..., :256, :], expected)
+        torch.testing.assert_close(model.channel_masks(mags, model.inference_net()), masks, atol=1e-5, rtol=0)
+        assert (masks[..., :256, :] - v.transpose(2, 3) ** 0.5).abs().mean() > 0.01  # not the vocal net's
+    save(model, tmp_path / "pair.pt")
+    again = load(tmp_path / "pair.pt").eval()
+    assert again.config.params["accompaniment"] and again.net.power == 2.0
+    with torch.no_grad():
+        torch.testing.assert_close(again.channel_masks(mags), masks)
+        song = torch.rand(2, 2049, 300)
+        want = again.mask(song).numpy()
+    onnx = OnnxModel(export_onnx(again, tmp_path / "pair.onnx", "0" * 64), threads=1)
+    np.testing.assert_allclose(onnx.mask(song.numpy()), want, atol=1e-5)
+    # the loss trains both networks
+    model.train()
+    model.training_loss(mags, mags * 0.5, mags * 0.5).backward()
+    assert model.net.accompaniment.encoders[0].weight.grad.abs().sum() > 0
+    assert model.net.vocals.encoders[0].weight.grad.abs().sum() > 0
+
+
+@needs_spleeter
+def test_params_add_spleeters_accompaniment_network_to_a_trained_model():
+    """``--init default --params '{"accompaniment": true}'``: the default's network is the
+    vocal one, Spleeter's accompaniment weights the other; one network cannot be pruned as a pair."""
+    from vocalsep.cli import _initial_model
+    from vocalsep.models.stemunet import load_spleeter_stem, pruned
+
+    model = _initial_model("stemunet", "default", params='{"accompaniment": true}')
+    default = load("default")
+    spleeter = load_spleeter_stem("accompaniment")
+    for key, value in default.net.state_dict().items():
+        assert torch.equal(model.net.vocals.state_dict()[key], value), key
+    for key, value in spleeter.state_dict().items():
+        assert torch.equal(model.net.accompaniment.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="single U-Net"):
+        pruned(model.net, 0.5)

@@ -294,7 +294,10 @@ def _initial_model(arch: str, init: str | None, stereo: bool = False, width: flo
         c = model.config
         changed = build(arch, params={**c.params, **changes}, sample_rate=c.sample_rate,
                         n_fft=c.n_fft, hop=c.hop)
-        changed.load_state_dict(model.state_dict())
+        if hasattr(changed, "load_weights_of"):  # stemunet: a second network may be added
+            changed.load_weights_of(model)
+        else:
+            changed.load_state_dict(model.state_dict())
         model = changed
     if stereo:
         model.config.params["stereo"] = model.stereo = True
@@ -524,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save every epoch's model (epoch-NNN.pt), to choose or average later")
     t.add_argument("--params", default=None, metavar="JSON",
                    help="configuration values replacing --init's, same weights (stemunet: "
-                        "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}')")
+                        "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}'; "
+                        "'{\"accompaniment\": true}' adds a second network for the accompaniment, "
+                        "from Spleeter's, and separates by the ratio of the two masks)")
     t.add_argument("--balance-groups", action="store_true",
                    help="draw data of each sample rate equally often (e.g. MIR-1K and MUSDB18)")
     t.add_argument("--out", required=True, help="run folder (checkpoints, best.pt, history.csv, loss.png)")

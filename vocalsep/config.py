@@ -58,6 +58,11 @@ class StemUNetParams:
     stereo: bool = False
     #: share of Spleeter's filters in every layer (1: Spleeter's network)
     width: float = 1.0
+    #: a second U-Net estimates the accompaniment's mask ``a``; the vocal mask is then the
+    #: ratio ``v^p / (v^p + a^p)`` of the two networks' masks (Spleeter's way; ``p`` below)
+    accompaniment: bool = False
+    #: the exponent ``p`` of that ratio (Spleeter separates with 2)
+    ratio_power: float = 1.0
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> "StemUNetParams":
@@ -70,7 +75,8 @@ class StemUNetParams:
         lo, hi = p.extension_hz
         return cls(bins=int(p.bins), segment=int(p.segment), segments_per_batch=int(p.segments_per_batch),
                    extension_hz=(float(lo), float(hi)), freeze_norm=bool(p.freeze_norm),
-                   stereo=bool(p.stereo), width=float(p.width))
+                   stereo=bool(p.stereo), width=float(p.width), accompaniment=bool(p.accompaniment),
+                   ratio_power=float(p.ratio_power))
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Path:

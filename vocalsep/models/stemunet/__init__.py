@@ -4,12 +4,12 @@
 weights, the ratio-mask teacher), ``model`` (:class:`StemUNetModel`), ``export`` (ONNX).
 """
 from .export import export_onnx
-from .inference import DTYPES, InferenceStemUNet, phase_conv
+from .inference import DTYPES, InferenceStemUNet, inference_copy, phase_conv
 from .model import StemUNetModel
-from .net import StemUNet, decoder_widths, pruned
+from .net import RatioUNet, StemUNet, decoder_widths, pruned
 from .spleeter import (SPLEETER_CHECKPOINTS, SPLEETER_INSTALL, SPLEETER_PACKAGE, SpleeterRatioTeacher,
                        SpleeterWeightsError, load_spleeter_stem, spleeter_checkpoint_dir)
 
-__all__ = ["DTYPES", "SPLEETER_CHECKPOINTS", "SPLEETER_INSTALL", "SPLEETER_PACKAGE", "InferenceStemUNet",
+__all__ = ["DTYPES", "SPLEETER_CHECKPOINTS", "SPLEETER_INSTALL", "SPLEETER_PACKAGE", "InferenceStemUNet", "RatioUNet",
            "SpleeterRatioTeacher", "SpleeterWeightsError", "StemUNet", "StemUNetModel", "decoder_widths",
-           "export_onnx", "load_spleeter_stem", "phase_conv", "pruned", "spleeter_checkpoint_dir"]
+           "export_onnx", "inference_copy", "load_spleeter_stem", "phase_conv", "pruned", "spleeter_checkpoint_dir"]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .net import StemUNet, _unet
+from .net import RatioUNet, StemUNet, _unet
 
 #: A stride-2 5×5 transposed convolution, cropped ``[1:-2]`` as :class:`StemUNet` does, is four
 #: ordinary 3×3 convolutions, one per output phase (even/odd row × even/odd column), interleaved
@@ -50,6 +50,15 @@ class InferenceStemUNet(nn.Module):
         ups = [lambda y, w=w, b=b: F.pixel_shuffle(F.conv2d(y, w, b, padding=1), 2)
                for w, b in zip(self.phase_weights, self.phase_biases)]
         return _unet(magnitude.to(self.dtype), self, ups).float()
+
+
+def inference_copy(net: StemUNet | RatioUNet, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The frozen inference copy of a network: an :class:`InferenceStemUNet`, or for a
+    :class:`RatioUNet` a ratio of two of them."""
+    if isinstance(net, RatioUNet):
+        return RatioUNet(InferenceStemUNet(net.vocals, dtype), InferenceStemUNet(net.accompaniment, dtype),
+                         net.power)
+    return InferenceStemUNet(net, dtype)
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -31,8 +31,8 @@ from torch import nn
 from ...config import StemUNetParams
 from ...pipeline.bands import DEFAULT_BINS, DEFAULT_EXTENSION_HZ, FRAME_MULTIPLE, network_band, segment_batches
 from ..base import ModelConfig, SeparationModel
-from .inference import _BUILDING, DTYPES, InferenceStemUNet
-from .net import StemUNet
+from .inference import _BUILDING, DTYPES, inference_copy
+from .net import RatioUNet, StemUNet
 from .spleeter import load_spleeter_stem
 
 class StemUNetModel(SeparationModel):
@@ -66,7 +66,10 @@ class StemUNetModel(SeparationModel):
         #: share of Spleeter's filters in every layer (1: Spleeter's network; 0.5: a quarter of
         #: its multiply-adds)
         self.width = p.width
-        self.net = StemUNet(channels=2, width=self.width).to(memory_format=torch.channels_last)
+        #: one U-Net giving the vocal mask, or (``accompaniment``) a :class:`RatioUNet` of two
+        net = lambda: StemUNet(channels=2, width=self.width)  # noqa: E731
+        self.net = RatioUNet(net(), net(), p.ratio_power) if p.accompaniment else net()
+        self.net.to(memory_format=torch.channels_last)
         #: built inference networks: (dtype, weights' versions) → InferenceStemUNet (a plain
         #: dict, so they are neither submodules nor saved)
         self._inference: dict = {}
@@ -77,6 +80,16 @@ class StemUNetModel(SeparationModel):
         model = cls()
         model.net.load_state_dict(load_spleeter_stem("vocals", folder).state_dict())
         return model
+
+    def load_weights_of(self, other: "StemUNetModel", folder: str | Path | None = None) -> None:
+        """Take ``other``'s weights (a model of other ``params``, same filters): one network
+        into one, two into two; ``other``'s single network into this model's vocal network,
+        whose accompaniment network then starts from Spleeter's accompaniment weights."""
+        if isinstance(self.net, RatioUNet) and not isinstance(other.net, RatioUNet):
+            self.net.vocals.load_state_dict(other.net.state_dict())
+            self.net.accompaniment.load_state_dict(load_spleeter_stem("accompaniment", folder).state_dict())
+        else:
+            self.load_state_dict(other.state_dict())
 
     def train(self, mode: bool = True) -> "StemUNetModel":
         """Training mode; with ``freeze_norm`` the batch norms keep their running statistics
@@ -143,7 +156,7 @@ class StemUNetModel(SeparationModel):
         return masks[0] if pair else masks[:, 0]
 
     def inference_net(self) -> nn.Module:
-        """:class:`InferenceStemUNet` of the current weights in :attr:`precision`, built once
+        """:func:`~.inference.inference_copy` of the current weights in :attr:`precision`, built once
         and again whenever a weight or norm statistic changes in place (an optimizer step,
         loading) or the model is moved or cast; the trained network itself while training.
         (Writes through ``.data`` are not seen.) Safe to call from several threads."""
@@ -154,7 +167,7 @@ class StemUNetModel(SeparationModel):
         with _BUILDING:
             net = self._inference.get(key)
             if net is None:
-                net = InferenceStemUNet(self.net, DTYPES[self.precision])
+                net = inference_copy(self.net, DTYPES[self.precision])
                 self._inference = {key: net}
         return net
 

@@ -38,6 +38,24 @@ class StemUNet(nn.Module):
         return _unet(magnitude, self, ups)
 
 
+class RatioUNet(nn.Module):
+    """Two U-Nets, one per stem, and the vocal mask as the ratio of their masks ``v`` and
+    ``a``: ``v^p / (v^p + a^p)`` (Spleeter's 2stems separates this way with ``p = 2``).
+    Input and output as :class:`StemUNet`'s; ``vocals`` and ``accompaniment`` may be any
+    modules of that signature (e.g. their inference copies)."""
+
+    EPSILON = 1e-10  # Spleeter's: silent bins get a half mask
+
+    def __init__(self, vocals: nn.Module, accompaniment: nn.Module, power: float = 1.0):
+        super().__init__()
+        self.vocals, self.accompaniment, self.power = vocals, accompaniment, power
+
+    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
+        v = self.vocals(magnitude) ** self.power
+        a = self.accompaniment(magnitude) ** self.power
+        return (v + self.EPSILON / 2) / (v + a + self.EPSILON)
+
+
 def decoder_widths(filters: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Input and output channels of the six decoders of a U-Net with encoder ``filters``:
     decoder 0 reads the deepest conv; each later one its predecessor's output beside the
@@ -74,6 +92,8 @@ def pruned(net: StemUNet, width: float) -> StemUNet:
     """A narrower copy of ``net`` (``width`` of Spleeter's filters, no more than ``net`` has), a
     start for fine-tuning a faster network: each convolution keeps the output channels whose
     filters have the largest L1 norms, and the weights between kept channels."""
+    if not isinstance(net, StemUNet):
+        raise ValueError("only a single U-Net can be pruned, not a pair of them")
     small = StemUNet(net.encoders[0].in_channels, width)
     if any(s > f for s, f in zip(small.filters, net.filters)):
         raise ValueError(f"cannot prune {net.filters} filters to {small.filters}")

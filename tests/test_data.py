@@ -182,7 +182,7 @@ def test_stereo_sampler_keeps_channels_and_balances_groups(mir1k_dir):
     s = RemixSampler(tracks, 512, 128, frames=16, remix=True, seed=0, groups=[1, 1, 1, 2],
                      channels=2, swap_channels=True, balance_groups=True)
     assert s.vocals[0].shape[0] == 2 and np.array_equal(s.vocals[0][0], s.vocals[0][1])
-    firsts = [s._first_track() for _ in range(400)]
+    firsts = [s._first_track(s.rng) for _ in range(400)]
     assert 0.4 < np.mean([i == 3 for i in firsts]) < 0.6  # 1 track of 4, drawn half the time
     swapped = same = 0
     for _ in range(40):
@@ -198,3 +198,21 @@ def test_stereo_sampler_keeps_channels_and_balances_groups(mir1k_dir):
     assert mix.shape == voc.shape == acc.shape == (3, 2, 257, 16)
     with pytest.raises(ValueError):
         RemixSampler([stereo], 512, 128, frames=16, channels=3)
+
+
+def test_a_batch_is_the_same_however_it_is_shared(mir1k_dir):
+    """``batch_at``: example i of a step comes from its own seed, so two processes taking
+    halves of a batch draw exactly the single process's batch; another step, epoch or seed
+    draws other examples."""
+    tracks = load_mir1k(mir1k_dir / "valid")[:3]
+    s = RemixSampler(tracks, 512, 128, frames=16, remix=True, seed=5, groups=[1, 1, 2],
+                     channels=2, swap_channels=True)
+    whole = s.batch_at(3, 7, range(4))
+    halves = [s.batch_at(3, 7, range(0, 2)), s.batch_at(3, 7, range(2, 4))]
+    for w, a, b in zip(whole, *halves):
+        assert torch.equal(w, torch.cat([a, b]))
+    assert len(s.drawn) == 2  # the groups of the last call's examples
+    other = RemixSampler(tracks, 512, 128, frames=16, remix=True, seed=6, groups=[1, 1, 2],
+                         channels=2, swap_channels=True)
+    for changed in (s.batch_at(3, 8, range(4)), s.batch_at(4, 7, range(4)), other.batch_at(3, 7, range(4))):
+        assert not torch.equal(changed[0], whole[0])

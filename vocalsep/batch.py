@@ -125,7 +125,14 @@ def settled_without_model(index: int, path: str, job: Job) -> FileResult | None:
 
 
 def _separate_one(index: int, path: str, job: Job) -> FileResult:
-    """Separate one file in this process; every expected failure becomes ``error``."""
+    """Separate one file with this process's separator (:func:`_init`)."""
+    return separate_with(_SEPARATOR, index, path, job, lambda fraction: _PROGRESS(index, fraction))
+
+
+def separate_with(separator, index: int, path: str, job: Job,
+                  progress: Callable[[float], None]) -> FileResult:
+    """Separate one file with ``separator`` (a :class:`~vocalsep.separate.Separator`), unless
+    :func:`settled_without_model`; every expected failure becomes ``error``."""
     result = settled_without_model(index, path, job)
     if result is not None:
         return result
@@ -133,9 +140,9 @@ def _separate_one(index: int, path: str, job: Job) -> FileResult:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TruncatedAudioWarning)
-            written = _SEPARATOR.separate_file(path, job.out, job.stems, job.ext, job.bits, force=True,
-                                               progress=lambda fraction: _PROGRESS(index, fraction),
-                                               template=job.template, bitrate=job.bitrate)
+            written = separator.separate_file(path, job.out, job.stems, job.ext, job.bits, force=True,
+                                              progress=progress, template=job.template,
+                                              bitrate=job.bitrate)
         result.warning = next((str(w.message) for w in caught
                                if issubclass(w.category, TruncatedAudioWarning)), None)
     except (ValueError, OSError) as err:  # AudioError and ModelError are ValueErrors

@@ -24,7 +24,8 @@ REFUSED = {"--shifts": "averaging over time shifts would multiply the separation
                         "11.9 s); memory does not grow with the song anyway"}
 #: packages the base install (ONNX Runtime separation) leaves out → the extra that brings them
 EXTRAS = {"torch": "torch", "matplotlib": "train", "mir_eval": "train", "museval": "train",
-          "musdb": "train", "stempeg": "train", "fastapi": "web", "uvicorn": "web", "multipart": "web"}
+          "musdb": "train", "stempeg": "train", "fastapi": "web", "uvicorn": "web", "multipart": "web",
+          "dask": "cluster", "distributed": "cluster"}
 
 
 #: control characters (a newline in a file name ...) escaped, so that an error stays one line
@@ -69,10 +70,19 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         _fail("-j/--jobs must be at least 1")
         return EXIT_ERROR
+    distributed = args.scheduler or args.cluster
+    if distributed and args.jobs > 1:
+        _fail("-j/--jobs runs processes here; with --scheduler or --cluster the cluster's workers "
+              "separate the songs (give one or the other)")
+        return EXIT_ERROR
+    if args.cluster:
+        from .cluster import parse_local
+
+        local = parse_local(args.cluster)
     options = dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
                    full_band=args.full_band, wiener=args.wiener, precision=args.precision,
                    runtime=args.runtime)
-    if args.jobs > 1:  # a bad model fails here with one line, not in every worker
+    if args.jobs > 1 or distributed:  # a bad model fails here with one line, not in every worker
         Separator(args.model, SeparatorOptions(**options), device=args.device)
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
               template=args.filename, bitrate=args.mp3_bitrate,
@@ -94,7 +104,13 @@ def cmd_separate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     done = skipped = failures = 0
     seconds_of_audio = 0.0
-    for result in run_batch(inputs, job, args.jobs, on_progress):
+    if distributed:
+        from .cluster import run_on_cluster
+
+        results = run_on_cluster(inputs, job, args.scheduler, local if args.cluster else None)
+    else:
+        results = run_batch(inputs, job, args.jobs, on_progress)
+    for result in results:
         if result.index in bars:
             bars.pop(result.index).close()
         overall.update(1)
@@ -216,6 +232,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     import torch
 
+    from .distributed import LostRankError, start, stop
+
+    ranks = start(args.device)  # under torchrun: join the other processes
+    device = f"cuda:{ranks.local_rank}" if args.device == "cuda" and ranks.world > 1 else args.device
     torch.manual_seed(args.seed)  # the initial weights too: the same --seed, the same run
     model = _initial_model(args.arch, args.init, args.stereo, args.width, args.params)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -223,8 +243,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                       patience=args.patience, lr_patience=args.lr_patience,
                       max_minutes=args.max_minutes, threads=args.threads,
                       balance_groups=args.balance_groups, teacher=args.teacher,
-                      teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs)
-    bar = tqdm(disable=args.quiet, unit="step")
+                      teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
+                      device=device)
+    bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
         if bar.total != steps:
@@ -236,10 +257,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = {"data": [str(d) for d in args.data], "valid": [str(d) for d in args.valid or args.data],
             "arch": args.arch, "init": args.init, "teacher": args.teacher, "width": args.width, "params": args.params,
             "train_config": {k: v for k, v in vars(cfg).items() if k != "history"}}
-    history = train(model, train_tracks, valid_tracks, args.out, cfg, resume=not args.restart,
-                    progress=progress, meta=meta)
+    try:
+        history = train(model, train_tracks, valid_tracks, args.out, cfg, resume=not args.restart,
+                        progress=progress, meta=meta, ranks=ranks)
+    except LostRankError as err:
+        bar.close()
+        _fail(f"train: rank {ranks.rank} of {ranks.world}: {err}")
+        return EXIT_ERROR
+    finally:
+        stop()
     bar.close()
-    if history:
+    if history and ranks.main:
         best = min(history, key=lambda h: h["valid_loss"])
         print(f"{len(history)} epochs; best epoch {best['epoch']} (valid loss {best['valid_loss']:.4f}); "
               f"model: {Path(args.out) / 'best.pt'}")
@@ -383,7 +411,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(args.data_dir, model=args.model, workers=args.workers,
                      max_upload=int(args.max_upload_mb * 2**20), device=args.device,
                      max_minutes=args.max_minutes, hosts=allowed_hosts(args.host, args.allow_host),
-                     upload_timeout=args.upload_timeout)
+                     upload_timeout=args.upload_timeout, scheduler=args.scheduler)
     print(f"vocalsep: serving http://{args.host}:{args.port}/ (model {args.model or 'default'}, "
           f"{args.workers} worker(s), jobs in {Path(args.data_dir).resolve()})", flush=True)
     if args.host in ("0.0.0.0", "::") and not args.allow_host:
@@ -475,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-existing", action="store_true", help=argparse.SUPPRESS)  # the default now
     s.add_argument("-j", "--jobs", type=int, default=1, help="files separated in parallel (processes)")
     s.add_argument("-d", "--device", default="cpu", help="cpu (default) or cuda[:N]")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="separate on the Dask cluster of this scheduler (tcp://HOST:8786); "
+                            "outputs go to -o, a path every worker must see (extra: cluster)")
+    where.add_argument("--cluster", metavar="local:N", default=None,
+                       help="separate on a Dask LocalCluster of N worker processes started here")
     s.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     s.add_argument("-v", "--verbose", action="store_true",
                    help="say which runtime, precision and CPU threads separate the songs")
@@ -545,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-patience", type=int, default=None,
                    help="halve the learning rate after this many epochs without improvement")
     t.add_argument("--max-minutes", type=float, default=None)
-    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--threads", type=int, default=None, help="CPU threads of each process")
+    t.add_argument("--device", default="cpu",
+                   help="cpu or cuda (under torchrun: each process its own GPU, NCCL between them)")
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
@@ -599,6 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a name or address clients may use for this server (Host header), besides "
                          "--host, localhost, 127.0.0.1 and [::1]; repeatable; '*' allows any")
     sv.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    sv.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                    help="separate the jobs on the Dask cluster of this scheduler (tcp://HOST:8786); "
+                         "--data-dir must be a path its workers see; --workers jobs are sent at a time")
     sv.set_defaults(func=cmd_serve)
 
     pl = sub.add_parser("plot", help="the paper's figures for one song")

@@ -156,50 +156,64 @@ class RemixSampler:
         self.n_fft, self.hop, self.frames = n_fft, hop, frames
         self.length = (frames - 1) * hop
         self.remix, self.gain_db = remix, gain_db
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
 
-    def _excerpt(self, signal: np.ndarray, offset: int | None = None) -> tuple[np.ndarray, int]:
+    def _excerpt(self, rng: np.random.Generator, signal: np.ndarray,
+                 offset: int | None = None) -> tuple[np.ndarray, int]:
         n = signal.shape[-1]
         if offset is None:
-            offset = int(self.rng.integers(0, max(1, n - self.length)))
+            offset = int(rng.integers(0, max(1, n - self.length)))
         out = signal[..., offset:offset + self.length]
         if out.shape[-1] < self.length:
             out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, self.length - out.shape[-1])])
         return out, offset
 
-    def _swap(self, x: np.ndarray) -> np.ndarray:
-        if self.swap_channels and x.ndim == 2 and self.rng.random() < 0.5:
+    def _swap(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+        if self.swap_channels and x.ndim == 2 and rng.random() < 0.5:
             return x[::-1]
         return x
 
-    def _first_track(self) -> int:
+    def _first_track(self, rng: np.random.Generator) -> int:
         if self.balance_groups:
-            group = self.groups[int(self.rng.integers(len(self.groups)))]
-            return int(group[self.rng.integers(len(group))])
-        return int(self.rng.integers(len(self.vocals)))
+            group = self.groups[int(rng.integers(len(self.groups)))]
+            return int(group[rng.integers(len(group))])
+        return int(rng.integers(len(self.vocals)))
 
-    def example(self) -> tuple[np.ndarray, np.ndarray]:
+    def example(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One (vocals, accompaniment) pair of ``(frames - 1) * hop`` samples (``(channels,
-        samples)`` for stereo examples)."""
-        i = self._first_track()
+        samples)`` for stereo examples), drawn with ``rng`` (by default the sampler's own)."""
+        rng = self.rng if rng is None else rng
+        i = self._first_track(rng)
         self.drawn.append(self.labels[i])
         if not self.remix:
-            v, off = self._excerpt(self.vocals[i])
-            a, _ = self._excerpt(self.accompaniment[i], off)
+            v, off = self._excerpt(rng, self.vocals[i])
+            a, _ = self._excerpt(rng, self.accompaniment[i], off)
             return v, a
         partners = self.partners[i]
-        j = int(partners[self.rng.integers(len(partners))])
-        v, _ = self._excerpt(self.vocals[i])
-        a, _ = self._excerpt(self.accompaniment[j])
-        gv, ga = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db, size=2) / 20)
-        return self._swap(v) * gv, self._swap(a) * ga
+        j = int(partners[rng.integers(len(partners))])
+        v, _ = self._excerpt(rng, self.vocals[i])
+        a, _ = self._excerpt(rng, self.accompaniment[j])
+        gv, ga = 10 ** (rng.uniform(-self.gain_db, self.gain_db, size=2) / 20)
+        return self._swap(rng, v) * gv, self._swap(rng, a) * ga
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Magnitudes ``(mixture, vocals, accompaniment)``, each ``(size, bins, frames)``, or
-        ``(size, channels, bins, frames)`` for stereo examples; :attr:`drawn` then holds the
-        group of each example."""
+        ``(size, channels, bins, frames)`` for stereo examples, drawn one after the other from
+        the sampler's generator; :attr:`drawn` then holds the group of each example."""
         self.drawn = []
-        pairs = [self.example() for _ in range(size)]
+        return self._magnitudes([self.example() for _ in range(size)])
+
+    def batch_at(self, epoch: int, step: int, indices: range) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`batch`, for examples ``indices`` of the batch of ``step`` in ``epoch``:
+        example ``i`` is drawn from its own generator, seeded by ``(seed, epoch, step, i)``, so
+        a batch is the same however it is shared among processes (each takes a range of
+        indices) and a resumed run draws what an uninterrupted one would have."""
+        self.drawn = []
+        return self._magnitudes([self.example(np.random.default_rng([self.seed, epoch, step, i]))
+                                 for i in indices])
+
+    def _magnitudes(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
         v = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
         a = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))
         return magnitudes(v, a, self.n_fft, self.hop)

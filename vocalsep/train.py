@@ -1,9 +1,16 @@
 """Training loop: Adam, per-epoch validation, best epoch kept, resumable checkpoints.
 
-A run folder holds ``last.pt`` (everything needed to resume: weights, optimiser, sampler and
-RNG states, history), ``best.pt`` (a loadable model, the epoch with the lowest validation loss),
+A run folder holds ``last.pt`` (everything needed to resume: weights, optimiser and RNG
+states, history), ``best.pt`` (a loadable model, the epoch with the lowest validation loss),
 ``history.csv`` and ``loss.png``. All files are written atomically, so a run killed at any
 moment resumes from its last checkpoint with ``resume=True``.
+
+Under ``torchrun`` the same function trains on several processes
+(:mod:`vocalsep.distributed`): the model is wrapped in ``DistributedDataParallel``, each
+process computes its share of every batch (the examples of a batch are fixed by the seed, the
+epoch and the step: :meth:`~vocalsep.data.RemixSampler.batch_at`), every ``world``-th
+validation batch, and the losses are summed over the processes; only rank 0 writes files. A
+run resumes with any number of processes that divides the batch size.
 """
 from __future__ import annotations
 
@@ -19,7 +26,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from torch import nn
+
 from .data import RemixSampler, Track, fit_channels, magnitudes
+from .distributed import Ranks, any_rank, sum_over_ranks
 from .models import SeparationModel, save
 
 
@@ -45,6 +55,7 @@ class TrainConfig:
     teacher_rate: int | None = None  # distil only on examples of data at this sample rate
     l2sp: float = 0.0  # weight of the squared distance to the starting weights (L2-SP)
     keep_epochs: bool = False  # also save every epoch's model as epoch-NNN.pt
+    device: str = "cpu"  # where the model trains ("cuda": this process's GPU under torchrun)
     history: list[dict] = field(default_factory=list)
 
 
@@ -109,11 +120,38 @@ def step_loss(model: SeparationModel, batch: tuple[torch.Tensor, ...],
     return loss
 
 
+class _StepLoss(nn.Module):
+    """One step's loss as a module's ``forward``, what ``DistributedDataParallel`` wraps (its
+    gradients are averaged over the processes in ``backward``): :func:`step_loss` plus the
+    L2-SP term. The teacher and the starting weights are held outside the module's state."""
+
+    def __init__(self, model: SeparationModel, teacher: SeparationModel | None, l2sp: float,
+                 start: list[torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self._fixed = (teacher, l2sp, start)
+
+    def forward(self, batch: tuple[torch.Tensor, ...], taught: torch.Tensor | None) -> torch.Tensor:
+        teacher, l2sp, start = self._fixed
+        loss = step_loss(self.model, batch, teacher, taught)
+        if l2sp:
+            loss = loss + l2sp * sum(((p - p0) ** 2).sum() for p, p0 in zip(self.model.parameters(), start))
+        return loss
+
+
 @torch.no_grad()
-def validation_loss(model: SeparationModel, batches: list[tuple[torch.Tensor, ...]]) -> float:
+def validation_loss(model: SeparationModel, batches: list[tuple[torch.Tensor, ...]],
+                    ranks: Ranks = Ranks(), device: str = "cpu") -> float:
+    """Mean loss per example over ``batches``; under several processes each computes every
+    ``world``-th batch and the sums are reduced, so every rank returns the same value."""
     model.eval()
-    total = sum(model.training_loss(*b).item() * b[0].shape[0] for b in batches)
-    return total / max(1, sum(b[0].shape[0] for b in batches))
+    total = count = 0.0
+    for i in ranks.every(len(batches)):
+        b = tuple(t.to(device) for t in batches[i])
+        total += model.training_loss(*b).item() * b[0].shape[0]
+        count += b[0].shape[0]
+    total, count = sum_over_ranks([total, count], ranks)
+    return total / max(1.0, count)
 
 
 def write_history(history: list[dict], folder: Path) -> None:
@@ -133,15 +171,24 @@ def write_history(history: list[dict], folder: Path) -> None:
 
 def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[Track],
           out_dir: str | os.PathLike, config: TrainConfig | None = None, resume: bool = True,
-          progress: Callable[[int, int, float], None] | None = None, meta: dict | None = None) -> list[dict]:
+          progress: Callable[[int, int, float], None] | None = None, meta: dict | None = None,
+          ranks: Ranks = Ranks()) -> list[dict]:
     """Train ``model`` on tracks at its sample rate (mono, or stereo for a stereo model); return
     the loss history.
 
-    ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar with it).
+    ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar with it);
+    ``loss`` is the running mean over the epoch of the whole batch's loss. ``ranks``: this
+    process's place in a ``torchrun`` launch (:func:`vocalsep.distributed.start`), whose
+    process group must be joined; each rank gets ``batch_size / world`` examples per step.
+    A killed process fails the others with :class:`~vocalsep.distributed.LostRankError`.
     """
     cfg = config or TrainConfig()
+    if cfg.batch_size % ranks.world:
+        raise ValueError(f"batch size {cfg.batch_size}: not divisible by the {ranks.world} "
+                         f"training processes (each takes an equal share of every batch)")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -157,6 +204,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     valid = validation_batches(model, valid_tracks, cfg.valid_stride)
+    device = torch.device(cfg.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     teacher = None
     if cfg.teacher == "spleeter":
@@ -167,6 +216,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
         from .models import load
 
         teacher = load(cfg.teacher).requires_grad_(False)
+    if teacher is not None:
+        teacher.to(device)
     if cfg.teacher:
         t, m = teacher.config, model.config
         if (t.sample_rate, t.n_fft, t.hop) != (m.sample_rate, m.n_fft, m.hop) \
@@ -181,7 +232,7 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     history: list[dict] = []
     epoch, step_in_epoch, best, elapsed, running = 0, 0, math.inf, 0.0, []
     last = out / "last.pt"
-    for stale in out.glob(".*.part*"):  # temporaries of a run that was killed while saving
+    for stale in out.glob(".*.part*") if ranks.main else ():  # temporaries of a killed run
         stale.unlink(missing_ok=True)
     if resume and last.exists():
         try:
@@ -193,7 +244,6 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
         if cfg.l2sp:
             start = state.get("start") or start
         optimizer.load_state_dict(state["optimizer"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
         epoch, step_in_epoch, best = state["epoch"], state["step"], state["best"]
         history, elapsed, running = state["history"], state["elapsed"], state["running"]
@@ -205,60 +255,73 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
                    for h in history]
 
     def checkpoint() -> None:
+        if not ranks.main:
+            return
         _atomic_torch_save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(),
             "epoch": epoch, "step": step_in_epoch, "best": best, "history": history,
             "elapsed": elapsed + time.monotonic() - started, "running": running,
             **({"start": start} if cfg.l2sp else {}),
         }, last)
 
+    step_loss_module = _StepLoss(model, teacher, cfg.l2sp, [p.to(device) for p in start])
+    if ranks.world > 1:  # gradients averaged over the processes in backward()
+        from torch.nn.parallel import DistributedDataParallel
+
+        # static graph: the same parameters every step, some never used (Spleeter's U-Net
+        # has a batch norm after its deepest convolution whose output nothing reads)
+        step_loss_module = DistributedDataParallel(
+            step_loss_module, device_ids=[device.index] if device.type == "cuda" else None,
+            static_graph=True)
+    mine = ranks.share(cfg.batch_size)
     started = time.monotonic()
     last_ckpt = started
     stale = sum(1 for _ in _epochs_since_best(history))
     while epoch < cfg.epochs:
         model.train()
         while step_in_epoch < steps:
-            batch = sampler.batch(cfg.batch_size)
-            taught = None if cfg.teacher_rate is None else torch.tensor([g == cfg.teacher_rate for g in sampler.drawn])
-            loss = step_loss(model, batch, teacher, taught)
-            if cfg.l2sp:
-                loss = loss + cfg.l2sp * sum(((p - p0) ** 2).sum()
-                                             for p, p0 in zip(model.parameters(), start))
+            batch = tuple(t.to(device) for t in sampler.batch_at(epoch, step_in_epoch, mine))
+            taught = None if cfg.teacher_rate is None else torch.tensor(
+                [g == cfg.teacher_rate for g in sampler.drawn], device=device)
+            loss = step_loss_module(batch, taught)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            running.append(loss.item())
+            running.append(sum_over_ranks([loss.item()], ranks)[0] / ranks.world)
             step_in_epoch += 1
             if progress:
                 progress(step_in_epoch, steps, float(np.mean(running)))
             now = time.monotonic()
-            out_of_time = cfg.max_minutes is not None and (now - started) / 60 >= cfg.max_minutes
+            out_of_time = cfg.max_minutes is not None and any_rank(
+                (now - started) / 60 >= cfg.max_minutes, ranks)
             if now - last_ckpt >= cfg.checkpoint_minutes * 60 or out_of_time:
                 checkpoint()
                 last_ckpt = now
             if out_of_time:
                 return history
-        v = validation_loss(model, valid)
+        v = validation_loss(model, valid, ranks, cfg.device)
         seconds = elapsed + time.monotonic() - started
         history.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(running)), 6),
                         "valid_loss": round(v, 6), "seconds": round(seconds, 1),
                         "lr": optimizer.param_groups[0]["lr"],
                         "frames": (epoch + 1) * steps * cfg.batch_size * model.target_frames})
         epoch, step_in_epoch, running = epoch + 1, 0, []
-        if cfg.keep_epochs:
+        if cfg.keep_epochs and ranks.main:
             save(model, out / f"epoch-{epoch:03d}.pt", meta={**(meta or {}), "epoch": epoch, "valid_loss": v})
         if v < best:
             best, stale = v, 0
-            save(model, out / "best.pt", meta={**(meta or {}), "epoch": epoch, "valid_loss": v,
-                                               "train_seconds": round(seconds, 1),
-                                               "frames_per_epoch": steps * cfg.batch_size * model.target_frames})
+            if ranks.main:
+                save(model, out / "best.pt", meta={**(meta or {}), "epoch": epoch, "valid_loss": v,
+                                                   "train_seconds": round(seconds, 1),
+                                                   "frames_per_epoch": steps * cfg.batch_size * model.target_frames})
         else:
             stale += 1
             if cfg.lr_patience and stale % cfg.lr_patience == 0:
                 for group in optimizer.param_groups:
                     group["lr"] /= 2
-        write_history(history, out)
+        if ranks.main:
+            write_history(history, out)
         checkpoint()
         last_ckpt = time.monotonic()
         if cfg.patience is not None and stale >= cfg.patience:

@@ -59,7 +59,7 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
                workers: int = 1, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int | None = None,
                device: str = "cpu", max_minutes: float = DEFAULT_MAX_MINUTES,
                hosts: Iterable[str] | None = LOCAL_HOSTS,
-               upload_timeout: float = DEFAULT_IDLE_TIMEOUT) -> FastAPI:
+               upload_timeout: float = DEFAULT_IDLE_TIMEOUT, scheduler: str | None = None) -> FastAPI:
     """The app serving the page and the API; jobs live in ``data_dir``.
 
     ``model`` (a shipped name, a ``.pt`` or ``.onnx`` file, ``None`` for the default) is
@@ -71,7 +71,9 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     of ``hosts`` in their ``Host`` header (None: any; :func:`.guard.allowed_hosts` makes the
     list for an address), and a POST from another origin is refused
     (:class:`.guard.RequestGuard`). The workers start (and jobs left unfinished by a previous
-    server are queued again) when the app starts, and stop when it shuts down.
+    server are queued again) when the app starts, and stop when it shuts down. ``scheduler``:
+    the address of a Dask scheduler whose workers separate the jobs instead (``data_dir`` must
+    be a folder they see at the same path); ``workers`` is then how many are sent at a time.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
@@ -88,7 +90,17 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
     except BaseException:
         store.close()
         raise
-    runner = JobRunner(store, separator, workers, threads, max_minutes)
+    client = None
+    if scheduler is not None:
+        from ..cluster import connect
+
+        try:
+            client = connect(scheduler)
+        except BaseException:
+            store.close()
+            raise
+    runner = JobRunner(store, separator, workers, threads, max_minutes, client=client,
+                       model=None if model is None else str(model), device=device)
     model_name = str(model) if model is not None else "default"
 
     @asynccontextmanager
@@ -99,6 +111,8 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
         finally:
             await run_in_threadpool(runner.stop)
             store.close()
+            if client is not None:
+                client.close()
 
     app = FastAPI(title="vocalsep", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # their pages load scripts from a CDN

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from ..audio import AudioError
 from ..batch import AUDIO_SUFFIXES
+from ..batch import Job as BatchJob
 from ..separate import STEMS, Separator
 
 log = logging.getLogger("vocalsep.server")
@@ -275,13 +276,18 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 class JobRunner:
-    """``workers`` threads separating queued jobs with one shared ``separator``."""
+    """``workers`` threads separating queued jobs with one shared ``separator``, or, given a
+    Dask ``client``, sending each job to the cluster as a task (:func:`cluster_job`; the jobs'
+    folder must then be one the cluster's workers see). ``model``/``device``: what the
+    cluster's workers load (once each)."""
 
     def __init__(self, store: JobStore, separator: Separator, workers: int = 1,
-                 threads: int | None = None, max_minutes: float | None = DEFAULT_MAX_MINUTES):
+                 threads: int | None = None, max_minutes: float | None = DEFAULT_MAX_MINUTES,
+                 client=None, model: str | None = None, device: str = "cpu"):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.store, self.separator, self.workers = store, separator, workers
+        self.client, self.model, self.device = client, model, device
         self.threads = threads
         #: a job whose stems pass this many samples (a header that understated the length)
         #: fails while it is decoded; None: no limit
@@ -346,16 +352,14 @@ class JobRunner:
         def progress(fraction: float) -> None:
             if self._stopping.is_set():
                 raise _Stopping
-            # the upload was checked against the limit by its header's length; a file that
-            # holds more than its header says (an mp3 whose length is estimated from its first
-            # frames) is stopped here, from what has been written of its stems
-            if self.max_minutes is not None and written_samples(work) > max_samples(self.max_minutes):
-                raise AudioError(source, too_long(self.max_minutes) + " (it holds more than "
-                                 "its header says; stopped while decoding)")
+            check_length(source, work, self.max_minutes)
             store.update(job_id, progress=round(_SEPARATED * fraction, 4))
 
         try:
-            written = self.separator.separate_file(source, work, force=True, progress=progress)
+            if self.client is None:
+                written = self.separator.separate_file(source, work, force=True, progress=progress)
+            else:
+                written = self._on_cluster(source, work)
             for stem, path in written.items():
                 os.replace(path, folder / f"{stem}.wav")
             store.update(job_id, progress=_SEPARATED)
@@ -376,6 +380,39 @@ class JobRunner:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         store.update(job_id, status="done", progress=1.0, finished=time.time())
+
+
+    def _on_cluster(self, source: Path, work: Path) -> dict[str, Path]:
+        """The job's stems, separated by a task on the cluster (no progress until it ends)."""
+        from ..cluster import wait
+
+        future = self.client.submit(cluster_job, str(source), str(work), self.model, self.device,
+                                    self.max_minutes, pure=False)
+        written = wait(future, self._stopping)
+        if written is None:
+            raise _Stopping
+        return {stem: Path(path) for stem, path in written.items()}
+
+
+def cluster_job(source: str, work: str, model: str | None, device: str,
+                max_minutes: float | None) -> dict[str, str]:
+    """On a cluster's worker: one job's stems into ``work`` (its model loaded once per worker),
+    with the server's length check; stem → path of the written file."""
+    from ..cluster import worker_separator
+
+    separator = worker_separator(BatchJob(model=model, options={}, out=work, stems=STEMS, device=device))
+    written = separator.separate_file(source, work, force=True,
+                                      progress=lambda fraction: check_length(Path(source), Path(work), max_minutes))
+    return {stem: str(path) for stem, path in written.items()}
+
+
+def check_length(source: Path, work: Path, max_minutes: float | None) -> None:
+    """AudioError if the stems written under ``work`` pass ``max_minutes``: the upload was
+    checked by its header's length, and a file that holds more than its header says (an mp3
+    whose length is estimated from its first frames) is stopped here, while it is decoded."""
+    if max_minutes is not None and written_samples(work) > max_samples(max_minutes):
+        raise AudioError(source, too_long(max_minutes) + " (it holds more than its header "
+                         "says; stopped while decoding)")
 
 
 def written_samples(work: Path) -> int:

@@ -83,3 +83,58 @@ def test_a_latency_below_the_shortest_is_refused_in_one_line():
     r = live("--rate", 44_100, "--channels", 2, "--latency", 0.5, data=b"")
     lines = r.stderr.decode().strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "the shortest here is 1.556 s" in lines[0]
+
+
+def test_a_file_played_at_its_own_speed_is_the_piped_stream(tmp_path, song):
+    """``vocalsep live FILE --realtime``: ffmpeg decodes it as it goes, the reading is paced
+    at the file's own speed (no faster than real time), and the output is that of the same
+    samples piped in raw."""
+    import time
+
+    import soundfile as sf
+
+    mixture, rate = song
+    part = mixture[:, : 6 * rate]
+    path = tmp_path / "six.flac"
+    sf.write(path, part.T, rate, subtype="PCM_24")
+    decoded = sf.read(path, dtype="float32", always_2d=True)[0].T
+    started = time.monotonic()
+    played = live(path, "--realtime", "--latency", 2, "--stem", "vocals", data=b"")
+    wall = time.monotonic() - started
+    assert played.returncode == 0, played.stderr.decode()
+    assert wall >= 6.0  # paced: the 6 s of the file take at least 6 s
+    piped = live("--rate", rate, "--channels", 2, "--latency", 2, "--stem", "vocals",
+                 data=decoded.T.astype("<f4").tobytes())
+    assert piped.returncode == 0 and played.stdout == piped.stdout
+    assert b"late" not in piped.stderr  # a pipe read faster than real time is never behind
+
+
+def test_blocks_behind_real_time_are_counted_and_the_output_stays_whole(tmp_path, song):
+    """Blocks of 64 samples (1.5 ms) at real time: a 64-frame segment's masks take longer than that,
+    so the blocks that compute one are late. Reported (a warning, then a count), and not one
+    sample is lost."""
+    import soundfile as sf
+
+    mixture, rate = song
+    path = tmp_path / "song.wav"
+    sf.write(path, mixture.T, rate, subtype="FLOAT")
+    r = live(path, "--realtime", "--chunk", 64, "--latency", 2, "-v", data=b"")
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stderr.decode().splitlines()
+    assert any("warning: falling behind real time" in line for line in lines), lines
+    report = [line for line in lines if "blocks were late" in line]
+    assert len(report) == 1 and re.search(r"\d+ of \d+ blocks were late", report[0])
+    _, latency = stated_latency(r.stderr)
+    assert len(r.stdout) == (mixture.shape[1] + latency) * 2 * 4
+
+
+def test_live_input_errors_are_one_line(tmp_path):
+    cases = [(["--realtime", "--rate", "44100", "--channels", "2"], "paces an input file"),
+             ([tmp_path / "missing.mp3"], "no such file"),
+             (["--rate", "44100"], "give --rate and --channels")]
+    (tmp_path / "text.mp3").write_text("not audio")
+    cases.append(([tmp_path / "text.mp3"], "not a readable audio stream"))
+    for args, words in cases:
+        r = live(*args, data=b"")
+        err = r.stderr.decode().strip().splitlines()
+        assert r.returncode == 1 and len(err) == 1 and words in err[0], (args, err)

@@ -119,6 +119,31 @@ def _ffprobe(path: Path) -> tuple[int, int, float | None]:
     return int(streams[0]["sample_rate"]), int(streams[0]["channels"]), duration
 
 
+def decode_live(source: str, rate: int | None = None, channels: int | None = None
+                ) -> tuple[subprocess.Popen, int, int]:
+    """ffmpeg decoding ``source`` as it goes, for ``vocalsep live``: a local file, or a URL
+    with a scheme (``http://``, ``rtmp://`` ... whatever this ffmpeg reads). Returns the process,
+    whose stdout gives float32 little-endian samples, interleaved, at ``rate`` Hz with
+    ``channels`` (default: the source's own), and those two. AudioError if nothing decodable is
+    there."""
+    url = source if re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I) else _ffmpeg_url(Path(source))
+    if url.startswith("file:") and not Path(source).is_file():
+        raise AudioError(Path(source), "no such file")
+    if rate is None or channels is None:
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                                "stream=sample_rate,channels", "-of", "json", url],
+                               capture_output=True, text=True, timeout=60)
+        streams = json.loads(probe.stdout or "{}").get("streams", []) if probe.returncode == 0 else []
+        if not streams:
+            raise AudioError(Path(source), "not a readable audio stream (no audio found)")
+        rate = rate or int(streams[0]["sample_rate"])
+        channels = channels or int(streams[0]["channels"])
+    proc = subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-i", url, "-vn", "-f", "f32le",
+                             "-ar", str(rate), "-ac", str(channels), "-"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc, rate, channels
+
+
 def _ffmpeg_url(path: Path) -> str:
     """``path`` as an ffmpeg input that is always a local file (never ``http:``, ``pipe:`` ...)."""
     return "file:" + os.path.abspath(path)

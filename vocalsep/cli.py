@@ -149,9 +149,24 @@ MAX_RAW_LEVEL = 1000.0
 def cmd_live(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .live import LiveSeparation, segment_for_latency
+    from .live import LiveSeparation, RealTime, segment_for_latency
     from .separate import Separator, SeparatorOptions
 
+    decoder = None
+    if args.input is not None:  # anything ffmpeg reads, decoded to float samples as it goes
+        from .audio import decode_live
+
+        decoder, args.rate, args.channels = decode_live(args.input, args.rate, args.channels)
+        source, name, in_dtype, in_scale = decoder.stdout, args.input, "<f4", 1.0
+    elif args.rate is None or args.channels is None:
+        _fail("live: give --rate and --channels of the raw samples on stdin (or an input file or URL)")
+        return EXIT_ERROR
+    else:
+        source, name = sys.stdin.buffer, "stdin"
+        in_dtype, in_scale = RAW_FORMATS[args.input_format]
+    if args.realtime and decoder is None:
+        _fail("--realtime paces an input file or URL; samples on stdin come at their own pace")
+        return EXIT_ERROR
     if args.rate < 1 or not 1 <= args.channels <= 32 or args.chunk < 1:
         _fail("--rate, --channels (1 to 32) and --chunk must be positive")
         return EXIT_ERROR
@@ -165,42 +180,49 @@ def cmd_live(args: argparse.Namespace) -> int:
         block = sep.backend.stream_block
         print(f"vocalsep: live: {sep.describe()}; {block}-frame segments; latency {live.latency} "
               f"samples ({live.latency / args.rate:.3f} s at {args.rate} Hz)", file=sys.stderr, flush=True)
-    dtype, scale = RAW_FORMATS[args.input_format]
-    width = np.dtype(dtype).itemsize * args.channels
+    out_dtype, out_scale = RAW_FORMATS[args.input_format]
+    width = np.dtype(in_dtype).itemsize * args.channels
     files = {stem: open(path, "wb") for stem, path in (("vocals", args.vocals),
                                                           ("accompaniment", args.accompaniment)) if path}
     sinks = files or {args.stem: sys.stdout.buffer}
+    clock = RealTime(args.rate, args.chunk, pace=args.realtime)
 
     def write(pieces) -> None:
         for vocals, acc in pieces:
             for stem, sink in sinks.items():
                 x = (vocals if stem == "vocals" else acc).T
-                if scale != 1.0:
-                    x = np.clip(np.rint(x * scale), -scale, scale - 1)
-                sink.write(np.ascontiguousarray(x, dtype=dtype).tobytes())
+                if out_scale != 1.0:
+                    x = np.clip(np.rint(x * out_scale), -out_scale, out_scale - 1)
+                sink.write(np.ascontiguousarray(x, dtype=out_dtype).tobytes())
                 sink.flush()
 
     read, code = 0, 0
     try:
         while True:
-            data = sys.stdin.buffer.read(args.chunk * width)
+            data = source.read(args.chunk * width)
             whole = len(data) // width * width
             if whole:
-                block = np.frombuffer(data[:whole], dtype=dtype).reshape(-1, args.channels).T
+                block = np.frombuffer(data[:whole], dtype=in_dtype).reshape(-1, args.channels).T
                 block = block.astype(np.float32)
-                if scale != 1.0:
-                    block /= np.float32(scale)
+                if in_scale != 1.0:
+                    block /= np.float32(in_scale)
                 with np.errstate(invalid="ignore"):  # NaN compares false: found by isfinite
                     wrong = ~np.isfinite(block) | (np.abs(block) > MAX_RAW_LEVEL)
                 if wrong.any():
                     bad = read + int(np.flatnonzero(wrong.any(axis=0))[0])
-                    raise ValueError(f"stdin: sample {bad} is NaN, infinite or far above full scale "
+                    raise ValueError(f"{name}: sample {bad} is NaN, infinite or far above full scale "
                                      f"(is the input really {args.input_format}?)")
                 read += block.shape[1]
+                clock.arrived(block.shape[1])
                 write(live.feed(block))
+                behind = clock.written()
+                if behind and clock.late == 1:
+                    print(f"vocalsep: live: warning: falling behind real time ({behind * 1000:.0f} ms at "
+                          f"{read / args.rate:.1f} s of input); the output stays continuous",
+                          file=sys.stderr, flush=True)
             if len(data) < args.chunk * width:  # the end of the stream
                 if len(data) != whole:
-                    _fail(f"stdin: the stream stopped in the middle of a sample ({len(data) - whole} "
+                    _fail(f"{name}: the stream stopped in the middle of a sample ({len(data) - whole} "
                           f"bytes left over; {args.input_format}, {args.channels} channels)")
                     code = EXIT_ERROR
                 break
@@ -210,6 +232,16 @@ def cmd_live(args: argparse.Namespace) -> int:
         write(live.finish())
         for f in files.values():
             f.close()
+        if decoder is not None:
+            decoder.kill()
+            _, err = decoder.communicate()
+            if decoder.returncode not in (0, -9) and not read:
+                first = (err.decode(errors="replace").strip().splitlines() or ["no samples"])[-1]
+                _fail(f"{name}: ffmpeg could not decode it ({first[:160]})")
+                code = EXIT_ERROR
+    report = clock.report()
+    if report:
+        print(f"vocalsep: live: {report}", file=sys.stderr, flush=True)
     return code
 
 
@@ -514,14 +546,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="say which runtime, precision and CPU threads separate the songs")
     s.set_defaults(func=cmd_separate)
 
-    lv = sub.add_parser("live", help="separate a stream of raw samples as it plays (stdin to stdout)",
-                        description="Read raw samples from standard input, write a separated stem "
-                                    "in the same format to standard output as it goes. Output sample "
-                                    "k is input sample k - L (L: the latency, stated by -v).")
-    lv.add_argument("--rate", type=int, required=True, help="samples per second of the input")
-    lv.add_argument("--channels", type=int, required=True, help="channels of the input")
+    lv = sub.add_parser("live", help="separate a stream as it plays (stdin or a file/URL to stdout)",
+                        description="Read raw samples from standard input (or decode a file or URL "
+                                    "with ffmpeg), write a separated stem as raw samples to standard "
+                                    "output as it goes. Output sample k is input sample k - L (L: the "
+                                    "latency, stated by -v). Blocks whose output comes later than real "
+                                    "time allows are counted and reported on stderr.")
+    lv.add_argument("input", nargs="?", default=None,
+                    help="a file or URL that ffmpeg reads, decoded as it goes (default: raw samples on stdin)")
+    lv.add_argument("--rate", type=int, default=None,
+                    help="samples per second of the input (required for stdin; default for a file: its own)")
+    lv.add_argument("--channels", type=int, default=None,
+                    help="channels of the input (required for stdin; default for a file: its own)")
     lv.add_argument("--input-format", choices=sorted(RAW_FORMATS), default="f32le",
-                    help="raw sample format of input and output (default: f32le)")
+                    help="raw sample format of stdin and of the output (default: f32le)")
+    lv.add_argument("--realtime", action="store_true",
+                    help="read an input file at its own speed, as if it were playing")
     lv.add_argument("--stem", choices=["vocals", "accompaniment"], default="accompaniment",
                     help="the stem written to standard output (default: accompaniment, karaoke)")
     lv.add_argument("--vocals", default=None, metavar="FILE", help="write the vocals (raw) here")

@@ -10,6 +10,7 @@ latency is set by its segment length (:func:`segment_for_latency`).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -98,3 +99,52 @@ class LiveSeparation:
         """End of input: the rest."""
         yield from self._lead()
         yield from self.stream.finish()
+
+
+class RealTime:
+    """The real-time clock of a stream of ``rate`` Hz: when each block's input is due, and
+    which blocks' output came too late.
+
+    The stream starts when its first block has been read (at ``t0`` + that block's duration).
+    Input sample ``i`` is due at ``t0 + i / rate``. With ``pace``, :meth:`arrived` waits until
+    a block is due: a file played at its own speed. A block is *late* when its output is written
+    after the next block's input is due (``chunk`` more samples). A real-time source has then
+    run ahead, and its samples pile up in the pipe. The output stays continuous: nothing is
+    dropped, it is only later than the stated latency.
+    """
+
+    def __init__(self, rate: int, chunk: int, pace: bool = False, clock=time.monotonic, sleep=time.sleep):
+        self.rate, self.chunk, self.pace = rate, chunk, pace
+        self.clock, self.sleep = clock, sleep
+        self.t0: float | None = None
+        self.received = 0
+        #: blocks written, blocks written late, and the most any was late (seconds)
+        self.blocks = self.late = 0
+        self.worst = 0.0
+
+    def arrived(self, samples: int) -> None:
+        """A block of ``samples`` has been read (with ``pace``: wait until it is due)."""
+        if self.t0 is None:
+            self.t0 = self.clock() - samples / self.rate
+        self.received += samples
+        if self.pace:
+            wait = self.t0 + self.received / self.rate - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+
+    def written(self) -> float:
+        """The output of the last block read is written: how late it is (0 if in time)."""
+        self.blocks += 1
+        behind = self.clock() - (self.t0 + (self.received + self.chunk) / self.rate)
+        if behind > 0:
+            self.late += 1
+            self.worst = max(self.worst, behind)
+            return behind
+        return 0.0
+
+    def report(self) -> str | None:
+        """One line on the late blocks, or None if none was late."""
+        if not self.late:
+            return None
+        return (f"{self.late} of {self.blocks} blocks were late (up to {self.worst:.3f} s behind "
+                f"real time; the output stayed continuous, later than the stated latency)")

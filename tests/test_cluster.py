@@ -160,3 +160,30 @@ def test_the_web_server_separates_on_the_cluster(tmp_path, songs, client, local_
         stem = Path(songs[0]).stem
         for name in ("vocals", "accompaniment"):
             assert http.get(f"/api/jobs/{job_id}/{name}").content == local_run[f"{stem}/{name}.wav"], name
+
+
+def test_a_lost_scheduler_stops_the_batch_in_one_line_and_a_rerun_finishes(tmp_path, songs, local_run):
+    """The scheduler goes away after the first song: ClusterError saying to run again; the
+    song written is kept, and a rerun on a new cluster separates only the rest."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=50, env={"VOCALSEP_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    client = Client(cluster)
+    out = tmp_path / "out"
+    got = []
+    try:
+        with pytest.raises(ClusterError, match="run the same command again"):
+            for result in run_on_cluster(songs, _job(out), client=client):
+                got.append(result)
+                if len(got) == 1:
+                    cluster.sync(cluster.scheduler.close)  # the next wait finds it gone
+    finally:
+        client.close()
+        cluster.close()
+    assert len(got) >= 1 and all(r.written for r in got)
+    rerun = list(run_on_cluster(songs, _job(out), local=1, threads=1))
+    # the songs reported, and any a worker finished after the scheduler left, are skipped
+    assert sum(r.skipped for r in rerun) >= len(got) and all(r.written or r.skipped for r in rerun)
+    assert any(r.written for r in rerun)
+    assert _outputs(out) == local_run

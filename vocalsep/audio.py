@@ -119,29 +119,37 @@ def _ffprobe(path: Path) -> tuple[int, int, float | None]:
     return int(streams[0]["sample_rate"]), int(streams[0]["channels"]), duration
 
 
-def decode_live(source: str, rate: int | None = None, channels: int | None = None
-                ) -> tuple[subprocess.Popen, int, int]:
-    """ffmpeg decoding ``source`` as it goes, for ``vocalsep live``: a local file, or a URL
-    with a scheme (``http://``, ``rtmp://`` ... whatever this ffmpeg reads). Returns the process,
-    whose stdout gives float32 little-endian samples, interleaved, at ``rate`` Hz with
-    ``channels`` (default: the source's own), and those two. AudioError if nothing decodable is
-    there."""
-    url = source if re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I) else _ffmpeg_url(Path(source))
-    if url.startswith("file:") and not Path(source).is_file():
-        raise AudioError(Path(source), "no such file")
+def live_source(source: str, rate: int | None = None, channels: int | None = None
+                ) -> tuple[list[str], int, int]:
+    """What ``vocalsep live`` decodes: ``source`` is a local file, or a URL with a scheme
+    (``http://``, ``rtmp://`` ... whatever this ffmpeg reads). Returns ffmpeg's input arguments
+    and the rate and channel count to decode to (given, or the source's own); AudioError if no
+    audio stream is found."""
+    if re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I):
+        url = ["-i", source]
+    else:
+        if not Path(source).is_file():
+            raise AudioError(Path(source), "no such file")
+        url = [*FFMPEG_INPUT, "-i", _ffmpeg_url(Path(source))]
     if rate is None or channels is None:
-        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-                                "stream=sample_rate,channels", "-of", "json", url],
+        probe = subprocess.run(["ffprobe", "-v", "error", *url[:-2], "-select_streams", "a:0",
+                                "-show_entries", "stream=sample_rate,channels", "-of", "json", url[-1]],
                                capture_output=True, text=True, timeout=60)
         streams = json.loads(probe.stdout or "{}").get("streams", []) if probe.returncode == 0 else []
         if not streams:
             raise AudioError(Path(source), "not a readable audio stream (no audio found)")
-        rate = rate or int(streams[0]["sample_rate"])
-        channels = channels or int(streams[0]["channels"])
-    proc = subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-i", url, "-vn", "-f", "f32le",
+        rate = rate if rate is not None else int(streams[0]["sample_rate"])
+        channels = channels if channels is not None else int(streams[0]["channels"])
+    return url, rate, channels
+
+
+def start_live_decoder(url: list[str], rate: int, channels: int, log) -> subprocess.Popen:
+    """ffmpeg decoding ``url`` (from :func:`live_source`) as it goes: its first audio stream,
+    float32 little-endian samples, interleaved, at ``rate`` Hz with ``channels``, on its stdout;
+    its messages go to ``log`` (a file: a pipe nobody reads would fill and stall it)."""
+    return subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", *url, "-map", "0:a:0", "-f", "f32le",
                              "-ar", str(rate), "-ac", str(channels), "-"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return proc, rate, channels
+                            stdout=subprocess.PIPE, stderr=log)
 
 
 def _ffmpeg_url(path: Path) -> str:

@@ -147,29 +147,26 @@ MAX_RAW_LEVEL = 1000.0
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    import numpy as np
+    import tempfile
 
-    from .live import LiveSeparation, RealTime, segment_for_latency
+    from .live import LiveSeparation, segment_for_latency
     from .separate import Separator, SeparatorOptions
 
-    decoder = None
-    if args.input is not None:  # anything ffmpeg reads, decoded to float samples as it goes
-        from .audio import decode_live
-
-        decoder, args.rate, args.channels = decode_live(args.input, args.rate, args.channels)
-        source, name, in_dtype, in_scale = decoder.stdout, args.input, "<f4", 1.0
-    elif args.rate is None or args.channels is None:
-        _fail("live: give --rate and --channels of the raw samples on stdin (or an input file or URL)")
-        return EXIT_ERROR
-    else:
-        source, name = sys.stdin.buffer, "stdin"
-        in_dtype, in_scale = RAW_FORMATS[args.input_format]
-    if args.realtime and decoder is None:
-        _fail("--realtime paces an input file or URL; samples on stdin come at their own pace")
-        return EXIT_ERROR
-    if args.rate < 1 or not 1 <= args.channels <= 32 or args.chunk < 1:
+    if (args.rate is not None and args.rate < 1) or (args.channels is not None and not 1 <= args.channels <= 32) \
+            or args.chunk < 1:
         _fail("--rate, --channels (1 to 32) and --chunk must be positive")
         return EXIT_ERROR
+    if args.input is None and (args.rate is None or args.channels is None):
+        _fail("live: give --rate and --channels of the raw samples on stdin (or an input file or URL)")
+        return EXIT_ERROR
+    if args.realtime and args.input is None:
+        _fail("--realtime paces an input file or URL; samples on stdin come at their own pace")
+        return EXIT_ERROR
+    url = None
+    if args.input is not None:  # anything ffmpeg reads, decoded to float samples as it goes
+        from .audio import live_source
+
+        url, args.rate, args.channels = live_source(args.input, args.rate, args.channels)
     sep = Separator(args.model)
     if args.latency is not None:  # the same loaded model, cut into the chosen segments
         segment, _ = segment_for_latency(sep.backend, sep.options, args.rate, args.channels,
@@ -180,65 +177,92 @@ def cmd_live(args: argparse.Namespace) -> int:
         block = sep.backend.stream_block
         print(f"vocalsep: live: {sep.describe()}; {block}-frame segments; latency {live.latency} "
               f"samples ({live.latency / args.rate:.3f} s at {args.rate} Hz)", file=sys.stderr, flush=True)
+    if url is None:
+        return _live_loop(args, live, sys.stdin.buffer, "stdin", args.input_format)
+    from .audio import start_live_decoder
+
+    with tempfile.TemporaryFile() as log:
+        decoder = start_live_decoder(url, args.rate, args.channels, log)
+        try:
+            code = _live_loop(args, live, decoder.stdout, args.input, "f32le")
+            if code == 0 and decoder.wait(timeout=30) != 0:  # the end of its output: did it fail?
+                log.seek(0)
+                lines = log.read().decode(errors="replace").strip().splitlines() or ["no message"]
+                _fail(f"{args.input}: ffmpeg stopped decoding it ({lines[-1][:160]}); the output "
+                      f"so far was written")
+                code = EXIT_ERROR
+        finally:
+            if decoder.poll() is None:  # stopped early (an error, Ctrl-C, a closed stdout)
+                decoder.kill()
+            decoder.wait()
+            decoder.stdout.close()
+    return code
+
+
+def _live_loop(args: argparse.Namespace, live, source, name: str, in_format: str) -> int:
+    """Read ``source`` (raw ``in_format`` samples) to its end, feed ``live``, write the stems
+    (raw, in ``--input-format``) as they come; count late blocks. The exit code."""
+    import numpy as np
+
+    from .live import RealTime
+
+    in_dtype, in_scale = RAW_FORMATS[in_format]
     out_dtype, out_scale = RAW_FORMATS[args.input_format]
     width = np.dtype(in_dtype).itemsize * args.channels
-    files = {stem: open(path, "wb") for stem, path in (("vocals", args.vocals),
-                                                          ("accompaniment", args.accompaniment)) if path}
-    sinks = files or {args.stem: sys.stdout.buffer}
     clock = RealTime(args.rate, args.chunk, pace=args.realtime)
-
-    def write(pieces) -> None:
-        for vocals, acc in pieces:
-            for stem, sink in sinks.items():
-                x = (vocals if stem == "vocals" else acc).T
-                if out_scale != 1.0:
-                    x = np.clip(np.rint(x * out_scale), -out_scale, out_scale - 1)
-                sink.write(np.ascontiguousarray(x, dtype=out_dtype).tobytes())
-                sink.flush()
-
-    read, code = 0, 0
+    files = {}
     try:
-        while True:
-            data = source.read(args.chunk * width)
-            whole = len(data) // width * width
-            if whole:
-                block = np.frombuffer(data[:whole], dtype=in_dtype).reshape(-1, args.channels).T
-                block = block.astype(np.float32)
-                if in_scale != 1.0:
-                    block /= np.float32(in_scale)
-                with np.errstate(invalid="ignore"):  # NaN compares false: found by isfinite
-                    wrong = ~np.isfinite(block) | (np.abs(block) > MAX_RAW_LEVEL)
-                if wrong.any():
-                    bad = read + int(np.flatnonzero(wrong.any(axis=0))[0])
-                    raise ValueError(f"{name}: sample {bad} is NaN, infinite or far above full scale "
-                                     f"(is the input really {args.input_format}?)")
-                read += block.shape[1]
-                clock.arrived(block.shape[1])
-                write(live.feed(block))
-                behind = clock.written()
-                if behind and clock.late == 1:
-                    print(f"vocalsep: live: warning: falling behind real time ({behind * 1000:.0f} ms at "
-                          f"{read / args.rate:.1f} s of input); the output stays continuous",
-                          file=sys.stderr, flush=True)
-            if len(data) < args.chunk * width:  # the end of the stream
-                if len(data) != whole:
-                    _fail(f"{name}: the stream stopped in the middle of a sample ({len(data) - whole} "
-                          f"bytes left over; {args.input_format}, {args.channels} channels)")
-                    code = EXIT_ERROR
-                break
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
+        for stem, path in (("vocals", args.vocals), ("accompaniment", args.accompaniment)):
+            if path:
+                files[stem] = open(path, "wb")
+        sinks = files or {args.stem: sys.stdout.buffer}
+
+        def write(pieces) -> None:
+            for vocals, acc in pieces:
+                for stem, sink in sinks.items():
+                    x = (vocals if stem == "vocals" else acc).T
+                    if out_scale != 1.0:
+                        x = np.clip(np.rint(x * out_scale), -out_scale, out_scale - 1)
+                    sink.write(np.ascontiguousarray(x, dtype=out_dtype).tobytes())
+                    sink.flush()
+
+        read, code = 0, 0
+        try:
+            while True:
+                data = source.read(args.chunk * width)
+                whole = len(data) // width * width
+                if whole:
+                    block = np.frombuffer(data[:whole], dtype=in_dtype).reshape(-1, args.channels).T
+                    block = block.astype(np.float32)
+                    if in_scale != 1.0:
+                        block /= np.float32(in_scale)
+                    with np.errstate(invalid="ignore"):  # NaN compares false: found by isfinite
+                        wrong = ~np.isfinite(block) | (np.abs(block) > MAX_RAW_LEVEL)
+                    if wrong.any():
+                        bad = read + int(np.flatnonzero(wrong.any(axis=0))[0])
+                        raise ValueError(f"{name}: sample {bad} is NaN, infinite or far above full "
+                                         f"scale (is the input really {in_format}?)")
+                    read += block.shape[1]
+                    clock.arrived(block.shape[1])
+                    write(live.feed(block))
+                    behind = clock.written()
+                    if behind and clock.late == 1:
+                        print(f"vocalsep: live: warning: falling behind real time ({behind * 1000:.0f} ms "
+                              f"at {read / args.rate:.1f} s of input); the output stays continuous",
+                              file=sys.stderr, flush=True)
+                if len(data) < args.chunk * width:  # the end of the stream
+                    if len(data) != whole:
+                        _fail(f"{name}: the stream stopped in the middle of a sample ({len(data) - whole} "
+                              f"bytes left over; {in_format}, {args.channels} channels)")
+                        code = EXIT_ERROR
+                    break
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        finally:
+            write(live.finish())
     finally:
-        write(live.finish())
         for f in files.values():
             f.close()
-        if decoder is not None:
-            decoder.kill()
-            _, err = decoder.communicate()
-            if decoder.returncode not in (0, -9) and not read:
-                first = (err.decode(errors="replace").strip().splitlines() or ["no samples"])[-1]
-                _fail(f"{name}: ffmpeg could not decode it ({first[:160]})")
-                code = EXIT_ERROR
     report = clock.report()
     if report:
         print(f"vocalsep: live: {report}", file=sys.stderr, flush=True)

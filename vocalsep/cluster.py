@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 from .batch import FileResult, Job, separate_with, settled_without_model
 
@@ -47,8 +48,12 @@ def connect(scheduler: str | None = None, local: int | None = None, threads: int
     if local is not None:
         cluster = LocalCluster(n_workers=local, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=40,
-                               env={"VOCALSEP_THREADS": str(threads or max(1, (os.cpu_count() or 1) // local))})
-        return Client(cluster)
+                               env={"VOCALSEP_THREADS": str(threads or max(1, _cores() // local))})
+        try:
+            return Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
     try:
         return Client(scheduler, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as err:
@@ -70,9 +75,18 @@ _SEPARATORS: dict = {}
 _LOCK = threading.Lock()
 
 
+def _cores() -> int:
+    """The CPU cores this process may use (its affinity: a Slurm allocation, a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _worker_threads(job: Job) -> int:
-    """CPU threads for one song on this worker: the job's, the LocalCluster's, or this
-    machine's cores shared among the worker's task slots."""
+    """CPU threads for one song on this worker: the job's, ``VOCALSEP_THREADS`` (set by
+    ``--cluster local:N``, or by hand for several worker processes on one machine), or the
+    cores this worker may use shared among its task slots."""
     if job.threads:
         return job.threads
     if os.environ.get("VOCALSEP_THREADS"):
@@ -83,7 +97,7 @@ def _worker_threads(job: Job) -> int:
         slots = get_worker().state.nthreads
     except ValueError:  # not on a worker
         slots = 1
-    return max(1, (os.cpu_count() or 1) // max(1, slots))
+    return max(1, _cores() // max(1, slots))
 
 
 def worker_separator(job: Job):
@@ -99,22 +113,30 @@ def worker_separator(job: Job):
         return _SEPARATORS[key]
 
 
+def lost(future) -> ClusterError:
+    """The error for a ``future`` that was cancelled without being asked to: the client lost
+    its scheduler (Dask cancels every future then)."""
+    return ClusterError("lost the Dask scheduler (its tasks were cancelled); songs already "
+                        "written are kept: run the same command again to finish the rest")
+
+
 def wait(future, stopping: threading.Event | None = None, poll_s: float = 0.25):
-    """The result of a task's ``future`` (its exception re-raised here), waiting in steps so
-    that ``stopping`` can end the wait: then the task is cancelled and None returned.
+    """The result of a task's ``future`` (the task's own exception re-raised here), waiting in
+    steps so that ``stopping`` can end the wait: then the task is cancelled and None returned.
     A lost scheduler raises :class:`ClusterError`."""
+    from concurrent.futures import CancelledError
+
     from distributed import TimeoutError as DaskTimeout
 
-    try:
-        while True:
-            try:
-                return future.result(timeout=poll_s)
-            except (DaskTimeout, TimeoutError):
-                if stopping is not None and stopping.is_set():
-                    future.cancel()
-                    return None
-    except OSError as err:  # CommClosedError
-        raise ClusterError(f"lost the Dask scheduler ({str(err).strip()[:160]})") from None
+    while True:
+        try:
+            return future.result(timeout=poll_s)
+        except (DaskTimeout, TimeoutError):
+            if stopping is not None and stopping.is_set():
+                future.cancel()
+                return None
+        except CancelledError:
+            raise lost(future) from None
 
 
 def separate_task(index: int, path: str, job: Job) -> FileResult:
@@ -145,22 +167,40 @@ def run_on_cluster(files: list[str], job: Job, scheduler: str | None = None, loc
     owned = client is None
     if owned:
         client = connect(scheduler, local, threads)
+    # the workers may run elsewhere, in other folders: every path absolute
+    model = job.model
+    if model is not None and os.path.exists(model):
+        model = os.path.abspath(model)
+    remote = replace(job, out=os.path.abspath(job.out), model=model)
     futures = {}
     try:
         for i, path in todo:
-            futures[client.submit(separate_task, i, path, job, pure=False)] = (i, path)
+            futures[client.submit(separate_task, i, os.path.abspath(path), remote, pure=False)] = (i, path)
         for future in as_completed(futures):
             i, path = futures[future]
-            try:
-                yield future.result()
-            except KilledWorker:
+            if future.status == "cancelled":
+                raise lost(future)
+            error = future.exception() if future.status == "error" else None
+            if error is None:
+                result = future.result()
+                if result.error:  # name the file as it was given
+                    result.error = result.error.replace(os.path.abspath(path), path)
+                result.path = path
+                yield result
+            elif isinstance(error, KilledWorker):
                 yield FileResult(i, path, error=f"{path}: the workers separating it died "
                                                 f"(tried on several; out of memory?)")
-    except (OSError, TimeoutError) as err:  # CommClosedError is an OSError
+            else:  # the task's own failure, e.g. a model the worker cannot load
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+                yield FileResult(i, path, error=first if path in first else f"{path}: {first}")
+    except OSError as err:  # CommClosedError: the connection itself
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise ClusterError(f"lost the Dask scheduler ({first}); songs already written are "
                            f"kept: run the same command again to finish the rest") from None
     finally:
+        unfinished = [f for f in futures if not f.done()]
+        if unfinished and client.status == "running":  # stopped early (Ctrl-C): none start later
+            client.cancel(unfinished)
         for future in futures:
             future.release()
         if owned:

@@ -66,7 +66,8 @@ def start(device: str = "cpu") -> Ranks:
         cuda = device.startswith("cuda")
         if cuda:
             torch.cuda.set_device(ranks.local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        # NCCL for the model's CUDA tensors, gloo for the small CPU reductions of losses
+        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=TIMEOUT)
     return ranks
 
 
@@ -87,13 +88,39 @@ def stop() -> None:
         dist.destroy_process_group()
 
 
+def lost_peer(err: BaseException) -> bool:
+    """Whether ``err`` says another process of the run is gone (a closed connection, a
+    timed-out collective), rather than a bug here."""
+    if isinstance(err, (dist.DistError, ConnectionError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(w in text for w in ("gloo", "nccl", "connection", "timed out"))
+
+
+def as_lost_rank(err: BaseException) -> LostRankError:
+    """The one-line :class:`LostRankError` for a collective that failed with ``err``."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+    return LostRankError(f"another training process stopped ({first}); the last checkpoint "
+                         f"is kept: run the same command again to resume")
+
+
 def _collective(fn, *args):
     try:
         return fn(*args)
-    except (RuntimeError, ConnectionError) as err:  # gloo: a peer closed, NCCL: timed out
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise LostRankError(f"another training process stopped ({first}); the last checkpoint "
-                            f"is kept: run the same command again to resume") from None
+    except Exception as err:
+        if lost_peer(err):
+            raise as_lost_rank(err) from None
+        raise
+
+
+def same_on_all_ranks(values: list[float], ranks: Ranks) -> bool:
+    """Whether every rank holds rank 0's ``values`` (e.g. the epoch and step it resumes at)."""
+    if ranks.world == 1:
+        return True
+    mine = torch.tensor(values, dtype=torch.float64)
+    first = mine.clone()
+    _collective(dist.broadcast, first, 0)
+    return not any_rank(not torch.equal(first, mine), ranks)
 
 
 def sum_over_ranks(values: list[float], ranks: Ranks) -> list[float]:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .data import RemixSampler, Track, fit_channels, magnitudes
-from .distributed import Ranks, any_rank, sum_over_ranks
+from .distributed import LostRankError, Ranks, any_rank, as_lost_rank, lost_peer, same_on_all_ranks, sum_over_ranks
 from .models import SeparationModel, save
 
 
@@ -237,6 +237,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     if resume and last.exists():
         try:
             state = torch.load(last, map_location="cpu", weights_only=False)
+        except LostRankError:  # stopped by torchrun while reading: the file is fine
+            raise
         except Exception as err:  # torch raises many kinds for a file that is not a checkpoint
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ValueError(f"{last}: not a usable checkpoint ({first}); --restart to start over") from None
@@ -265,15 +267,27 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
             **({"start": start} if cfg.l2sp else {}),
         }, last)
 
+    if not same_on_all_ranks([epoch, step_in_epoch], ranks):
+        raise ValueError(f"{last}: the training processes resume from different checkpoints "
+                         f"(the run folder must be one folder that every machine sees)")
     step_loss_module = _StepLoss(model, teacher, cfg.l2sp, [p.to(device) for p in start])
     if ranks.world > 1:  # gradients averaged over the processes in backward()
         from torch.nn.parallel import DistributedDataParallel
 
+        # dropout differs between ranks (their examples differ too); the weights do not:
+        # DistributedDataParallel copies rank 0's when it wraps the model
+        torch.manual_seed(hash((cfg.seed, ranks.rank, epoch, step_in_epoch)) % 2**63)
+
         # static graph: the same parameters every step, some never used (Spleeter's U-Net
         # has a batch norm after its deepest convolution whose output nothing reads)
-        step_loss_module = DistributedDataParallel(
-            step_loss_module, device_ids=[device.index] if device.type == "cuda" else None,
-            static_graph=True)
+        try:  # broadcasts rank 0's weights
+            step_loss_module = DistributedDataParallel(
+                step_loss_module, device_ids=[device.index] if device.type == "cuda" else None,
+                static_graph=True)
+        except Exception as err:
+            if lost_peer(err):
+                raise as_lost_rank(err) from None
+            raise
     mine = ranks.share(cfg.batch_size)
     started = time.monotonic()
     last_ckpt = started
@@ -284,9 +298,14 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
             batch = tuple(t.to(device) for t in sampler.batch_at(epoch, step_in_epoch, mine))
             taught = None if cfg.teacher_rate is None else torch.tensor(
                 [g == cfg.teacher_rate for g in sampler.drawn], device=device)
-            loss = step_loss_module(batch, taught)
-            optimizer.zero_grad()
-            loss.backward()
+            try:  # under DDP, forward and backward talk to the other processes
+                loss = step_loss_module(batch, taught)
+                optimizer.zero_grad()
+                loss.backward()
+            except Exception as err:
+                if ranks.world > 1 and lost_peer(err):
+                    raise as_lost_rank(err) from None
+                raise
             optimizer.step()
             running.append(sum_over_ranks([loss.item()], ranks)[0] / ranks.world)
             step_in_epoch += 1

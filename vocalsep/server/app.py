@@ -83,7 +83,8 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
         raise ValueError("the length limit must be positive")
     if not upload_timeout > 0:
         raise ValueError("the upload timeout must be positive")
-    store = JobStore(data_dir)  # first: a folder in use is refused before the model loads
+    # absolute: with a scheduler, workers elsewhere write into it
+    store = JobStore(Path(data_dir).resolve())  # first: a folder in use is refused before the model loads
     threads = threads or threads_per_worker(workers)
     try:
         separator = Separator(model, device=device, threads=threads)

@@ -43,6 +43,7 @@ from pathlib import Path
 from ..audio import AudioError
 from ..batch import AUDIO_SUFFIXES
 from ..batch import Job as BatchJob
+from ..cluster import ClusterError
 from ..separate import STEMS, Separator
 
 log = logging.getLogger("vocalsep.server")
@@ -347,7 +348,8 @@ class JobRunner:
         job = store.update(job_id, status="running", progress=0.0, error=None, started=time.time())
         folder = store.folder(job_id)
         source = folder / job.input
-        work = folder / ".work"
+        # on a cluster, a cancelled task may still be writing: each attempt its own folder
+        work = folder / (".work" if self.client is None else f".work-{secrets.token_hex(4)}")
 
         def progress(fraction: float) -> None:
             if self._stopping.is_set():
@@ -368,6 +370,10 @@ class JobRunner:
             render_spectrograms(source, folder / "vocals.wav",
                                 {name: folder / file for name, file in SPECTROGRAMS.items()})
         except _Stopping:
+            return
+        except ClusterError as err:  # not the song's fault: it runs again at the next start
+            log.error("job %s: %s", job_id, err)
+            store.update(job_id, status="queued", progress=0.0, started=None)
             return
         except (ValueError, OSError) as err:  # AudioError, ModelError, disk full ...
             self._fail(job_id, client_message(err, source, job.filename))

@@ -395,3 +395,30 @@ def test_params_add_spleeters_accompaniment_network_to_a_trained_model():
         assert torch.equal(model.net.accompaniment.state_dict()[key], value), key
     with pytest.raises(ValueError, match="single U-Net"):
         pruned(model.net, 0.5)
+
+
+@needs_spleeter
+def test_a_narrower_accompaniment_network_starts_pruned(tmp_path):
+    """``--params '{"accompaniment_width": 0.5}'`` on a model with two networks: the vocal
+    network as it was, the accompaniment one pruned to half its filters (a quarter of its
+    arithmetic), and the result separates by their ratio."""
+    from vocalsep.cli import _initial_model
+    from vocalsep.models import save
+    from vocalsep.models.stemunet import pruned
+
+    pair = _initial_model("stemunet", "default", params='{"accompaniment": true}')
+    save(pair, tmp_path / "pair.pt")
+    narrow = _initial_model("stemunet", str(tmp_path / "pair.pt"), params='{"accompaniment_width": 0.5}')
+    assert narrow.net.accompaniment.filters == (8, 16, 32, 64, 128, 256)
+    assert narrow.parameter_count() < pair.parameter_count() * 0.7
+    expected = pruned(pair.net.accompaniment, 0.5).state_dict()
+    for key, value in narrow.net.accompaniment.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    for key, value in pair.net.vocals.state_dict().items():
+        assert torch.equal(narrow.net.vocals.state_dict()[key], value), key
+    save(narrow, tmp_path / "narrow.pt")
+    again = load(tmp_path / "narrow.pt").eval()
+    assert again.net.accompaniment.filters == (8, 16, 32, 64, 128, 256)
+    mags = torch.rand(1, 2, 2049, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again.channel_masks(mags), narrow.eval().channel_masks(mags))

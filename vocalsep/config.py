@@ -63,6 +63,8 @@ class StemUNetParams:
     accompaniment: bool = False
     #: the exponent ``p`` of that ratio (Spleeter separates with 2)
     ratio_power: float = 1.0
+    #: share of Spleeter's filters in the accompaniment network (None: ``width``)
+    accompaniment_width: float | None = None
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> "StemUNetParams":
@@ -76,7 +78,8 @@ class StemUNetParams:
         return cls(bins=int(p.bins), segment=int(p.segment), segments_per_batch=int(p.segments_per_batch),
                    extension_hz=(float(lo), float(hi)), freeze_norm=bool(p.freeze_norm),
                    stereo=bool(p.stereo), width=float(p.width), accompaniment=bool(p.accompaniment),
-                   ratio_power=float(p.ratio_power))
+                   ratio_power=float(p.ratio_power),
+                   accompaniment_width=None if p.accompaniment_width is None else float(p.accompaniment_width))
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Path:

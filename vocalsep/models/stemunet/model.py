@@ -32,7 +32,7 @@ from ...config import StemUNetParams
 from ...pipeline.bands import DEFAULT_BINS, DEFAULT_EXTENSION_HZ, FRAME_MULTIPLE, network_band, segment_batches
 from ..base import ModelConfig, SeparationModel
 from .inference import _BUILDING, DTYPES, inference_copy
-from .net import RatioUNet, StemUNet
+from .net import RatioUNet, StemUNet, pruned
 from .spleeter import load_spleeter_stem
 
 class StemUNetModel(SeparationModel):
@@ -67,8 +67,11 @@ class StemUNetModel(SeparationModel):
         #: its multiply-adds)
         self.width = p.width
         #: one U-Net giving the vocal mask, or (``accompaniment``) a :class:`RatioUNet` of two
-        net = lambda: StemUNet(channels=2, width=self.width)  # noqa: E731
-        self.net = RatioUNet(net(), net(), p.ratio_power) if p.accompaniment else net()
+        net = lambda width: StemUNet(channels=2, width=width)  # noqa: E731
+        if p.accompaniment:
+            self.net = RatioUNet(net(self.width), net(p.accompaniment_width or self.width), p.ratio_power)
+        else:
+            self.net = net(self.width)
         self.net.to(memory_format=torch.channels_last)
         #: built inference networks: (dtype, weights' versions) → InferenceStemUNet (a plain
         #: dict, so they are neither submodules nor saved)
@@ -82,14 +85,21 @@ class StemUNetModel(SeparationModel):
         return model
 
     def load_weights_of(self, other: "StemUNetModel", folder: str | Path | None = None) -> None:
-        """Take ``other``'s weights (a model of other ``params``, same filters): one network
-        into one, two into two; ``other``'s single network into this model's vocal network,
-        whose accompaniment network then starts from Spleeter's accompaniment weights."""
-        if isinstance(self.net, RatioUNet) and not isinstance(other.net, RatioUNet):
-            self.net.vocals.load_state_dict(other.net.state_dict())
-            self.net.accompaniment.load_state_dict(load_spleeter_stem("accompaniment", folder).state_dict())
-        else:
+        """Take ``other``'s weights (a model of other ``params``): one network into one, two
+        into two; ``other``'s single network into this model's vocal network, whose
+        accompaniment network then starts from Spleeter's accompaniment weights. A network
+        narrower here than there gets the strongest of its filters (:func:`~.net.pruned`)."""
+        if not isinstance(self.net, RatioUNet):
             self.load_state_dict(other.state_dict())
+            return
+        if isinstance(other.net, RatioUNet):
+            vocals, accompaniment = other.net.vocals, other.net.accompaniment
+        else:
+            vocals, accompaniment = other.net, load_spleeter_stem("accompaniment", folder)
+        for source, target in ((vocals, self.net.vocals), (accompaniment, self.net.accompaniment)):
+            if source.filters != target.filters:
+                source = pruned(source, target.filters[0] / StemUNet.FILTERS[0])
+            target.load_state_dict(source.state_dict())
 
     def train(self, mode: bool = True) -> "StemUNetModel":
         """Training mode; with ``freeze_norm`` the batch norms keep their running statistics

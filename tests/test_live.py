@@ -138,3 +138,25 @@ def test_live_input_errors_are_one_line(tmp_path):
         r = live(*args, data=b"")
         err = r.stderr.decode().strip().splitlines()
         assert r.returncode == 1 and len(err) == 1 and words in err[0], (args, err)
+
+
+def test_real_time_clock_paces_and_counts_late_blocks():
+    """``RealTime`` on a simulated clock: real time starts when the first block's output is
+    out; pacing waits for each later block; a block whose output comes after the next one is
+    due is late, by exactly how much."""
+    from vocalsep.live import RealTime
+
+    now = [100.0]
+    clock = RealTime(1000, 100, pace=True, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    clock.arrived(100)
+    now[0] += 0.5  # the first block warms up: not late
+    assert clock.written() == 0.0 and clock.t0 == pytest.approx(100.4)
+    clock.arrived(100)  # due at t0 + 0.2: paced until then
+    assert now[0] == pytest.approx(100.6)
+    now[0] += 0.05
+    assert clock.written() == 0.0  # out before the next block is due (100.7)
+    clock.arrived(100)
+    assert now[0] == pytest.approx(100.7)
+    now[0] += 0.13  # 30 ms after the next block was due
+    assert clock.written() == pytest.approx(0.03)
+    assert (clock.blocks, clock.late) == (3, 1) and "1 of 3 blocks were late" in clock.report()

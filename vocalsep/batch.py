@@ -124,6 +124,19 @@ def settled_without_model(index: int, path: str, job: Job) -> FileResult | None:
     return None
 
 
+def settle(files: list[str], job: Job) -> tuple[list[FileResult], list[tuple[int, str]]]:
+    """The outcomes of the files settled without a model (:func:`settled_without_model`), and
+    ``(index, path)`` of the others, left to separate."""
+    settled, todo = [], []
+    for i, path in enumerate(files):
+        result = settled_without_model(i, path, job)
+        if result is None:
+            todo.append((i, path))
+        else:
+            settled.append(result)
+    return settled, todo
+
+
 def _separate_one(index: int, path: str, job: Job) -> FileResult:
     """Separate one file with this process's separator (:func:`_init`)."""
     return separate_with(_SEPARATOR, index, path, job, lambda fraction: _PROGRESS(index, fraction))
@@ -167,13 +180,8 @@ def run_batch(files: list[str], job: Job, jobs: int = 1,
     that many worker processes; ``on_progress(index, fraction)`` is called in this thread.
     Files settled without a model (:func:`settled_without_model`) come first, and the model
     is loaded only if any file is left."""
-    todo = []
-    for i, path in enumerate(files):
-        settled = settled_without_model(i, path, job)
-        if settled is None:
-            todo.append((i, path))
-        else:
-            yield settled
+    settled, todo = settle(files, job)
+    yield from settled
     if not todo:
         return
     if jobs <= 1:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
-from .batch import FileResult, Job, separate_with, settled_without_model
+from .batch import FileResult, Job, separate_with, settle
 
 #: what ``--cluster`` takes: a LocalCluster of N worker processes
 LOCAL_PREFIX = "local:"
@@ -155,13 +155,8 @@ def run_on_cluster(files: list[str], job: Job, scheduler: str | None = None, loc
     line; a lost scheduler raises :class:`ClusterError` (a rerun finishes what is missing)."""
     from distributed import KilledWorker, as_completed
 
-    todo = []
-    for i, path in enumerate(files):
-        settled = settled_without_model(i, path, job)
-        if settled is None:
-            todo.append((i, path))
-        else:
-            yield settled
+    settled, todo = settle(files, job)
+    yield from settled
     if not todo:
         return
     owned = client is None

@@ -105,12 +105,13 @@ class RealTime:
     """The real-time clock of a stream of ``rate`` Hz: when each block's input is due, and
     which blocks' output came too late.
 
-    The stream starts when its first block has been read (at ``t0`` + that block's duration).
-    Input sample ``i`` is due at ``t0 + i / rate``. With ``pace``, :meth:`arrived` waits until
-    a block is due: a file played at its own speed. A block is *late* when its output is written
-    after the next block's input is due (``chunk`` more samples). A real-time source has then
-    run ahead, and its samples pile up in the pipe. The output stays continuous: nothing is
-    dropped, it is only later than the stated latency.
+    Real time starts once the first block's output is out (the first block also pays for
+    warming up: a player starts a moment later): its last sample is then due, and input sample
+    ``i`` at ``t0 + i / rate``. With ``pace``, :meth:`arrived` waits until a block is due: a
+    file played at its own speed. A later block is *late* when its output is written after the
+    next block's input is due (``chunk`` more samples). A real-time source has then run ahead,
+    and its samples pile up in the pipe. The output stays continuous: nothing is dropped, it is
+    only later than the stated latency.
     """
 
     def __init__(self, rate: int, chunk: int, pace: bool = False, clock=time.monotonic, sleep=time.sleep):
@@ -124,10 +125,8 @@ class RealTime:
 
     def arrived(self, samples: int) -> None:
         """A block of ``samples`` has been read (with ``pace``: wait until it is due)."""
-        if self.t0 is None:
-            self.t0 = self.clock() - samples / self.rate
         self.received += samples
-        if self.pace:
+        if self.pace and self.t0 is not None:
             wait = self.t0 + self.received / self.rate - self.clock()
             if wait > 0:
                 self.sleep(wait)
@@ -135,6 +134,9 @@ class RealTime:
     def written(self) -> float:
         """The output of the last block read is written: how late it is (0 if in time)."""
         self.blocks += 1
+        if self.t0 is None:
+            self.t0 = self.clock() - self.received / self.rate
+            return 0.0
         behind = self.clock() - (self.t0 + (self.received + self.chunk) / self.rate)
         if behind > 0:
             self.late += 1

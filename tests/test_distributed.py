@@ -101,7 +101,7 @@ def _descendant_with_rank(parent: int, rank: int) -> int | None:
 
 
 def test_a_killed_process_fails_the_run_and_a_resume_finishes_it(tmp_path, clips):
-    epochs = 8
+    epochs = 5
     out = tmp_path / "run"
     launch = subprocess.Popen(_torchrun(2, _train_args(clips, out, epochs)), env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

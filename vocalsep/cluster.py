@@ -24,7 +24,7 @@ from .batch import FileResult, Job, separate_with, settle
 #: what ``--cluster`` takes: a LocalCluster of N worker processes
 LOCAL_PREFIX = "local:"
 #: how long connecting to a scheduler may take
-CONNECT_TIMEOUT_S = 20
+CONNECT_TIMEOUT_S = 10
 
 
 class ClusterError(RuntimeError):

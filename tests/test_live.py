@@ -80,9 +80,25 @@ def test_bad_input_on_the_pipe_is_one_line(bad, words):
 
 
 def test_a_latency_below_the_shortest_is_refused_in_one_line():
-    r = live("--rate", 44_100, "--channels", 2, "--latency", 0.5, data=b"")
+    r = live("--rate", 44_100, "--channels", 2, "--latency", 0.3, data=b"")
     lines = r.stderr.decode().strip().splitlines()
-    assert r.returncode == 1 and len(lines) == 1 and "the shortest here is 1.556 s" in lines[0]
+    assert r.returncode == 1 and len(lines) == 1 and "the shortest here is 0.441 s (16-frame" in lines[0]
+
+
+def test_segments_shorter_than_the_networks_grid_are_padded(song):
+    """Below 1.556 s: 16- and 32-frame segments, each zero-padded to the U-Net's 64 frames;
+    the piped stream is the API's at that segment, after the stated latency; other short
+    segments are refused."""
+    mixture, rate = song
+    r = live("--rate", rate, "--channels", 2, "--latency", 0.9, "-v", data=mixture.T.astype("<f4").tobytes())
+    assert r.returncode == 0, r.stderr.decode()
+    segment, latency = stated_latency(r.stderr)
+    assert segment == 32 and latency == 35839  # 31 hops of 1024 and a 4096-sample window, minus 1
+    out = np.frombuffer(r.stdout, dtype="<f4").reshape(-1, 2).T
+    api = Separator("default", SeparatorOptions(segment=32)).separate(mixture, rate)
+    np.testing.assert_allclose(out[:, latency:], api["accompaniment"], atol=1e-5)
+    with pytest.raises(ValueError, match="16, 32 or a multiple of 64"):
+        Separator("default", SeparatorOptions(segment=48))
 
 
 def test_a_file_played_at_its_own_speed_is_the_piped_stream(tmp_path, song):

@@ -16,11 +16,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from .config import ModelConfig
-from .pipeline.plan import SeparatorOptions
+from .pipeline.plan import SHORT_SEGMENTS, SeparatorOptions
 from .pipeline.stream import MaskBackend, SeparationStream
 
-#: the segment lengths (frames) a live separation may use, shortest first
-SEGMENTS = tuple(range(64, 513, 64))
+#: the segment lengths (frames) a live separation may use, shortest first (below 64: each
+#: segment padded to 64 frames)
+SEGMENTS = (*SHORT_SEGMENTS, *range(64, 513, 64))
 
 
 class _Silent:

@@ -19,6 +19,9 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 RUNTIMES = ("auto", "torch", "onnx")
 RECONSTRUCTIONS = ("istft", "griffinlim")
 MASKS = ("soft", "binary")
+#: segments shorter than the U-Net's 64-frame grid: each is zero-padded to 64 frames (a
+#: shorter wait for live streams, at twice or four times the work per frame)
+SHORT_SEGMENTS = (16, 32)
 
 
 @dataclass
@@ -39,8 +42,9 @@ class SeparatorOptions:
     #: what runs the model: torch, onnx (ONNX Runtime, for models shipped with an ONNX export),
     #: or auto (onnx where it can)
     runtime: str = "auto"
-    #: frames per network input of a segment model (a multiple of 64), replacing the model's
-    #: own: shorter segments, less latency when the song arrives as it plays (None: the model's)
+    #: frames per network input of a segment model (a multiple of 64, or one of
+    #: ``SHORT_SEGMENTS``), replacing the model's own: shorter segments, less latency when the
+    #: song arrives as it plays (None: the model's)
     segment: int | None = None
 
     def check(self) -> None:
@@ -52,8 +56,9 @@ class SeparatorOptions:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
         if int(self.wiener) != self.wiener or self.wiener < 0:
             raise ValueError("wiener must be a whole number of iterations >= 0")
-        if self.segment is not None and (self.segment < 64 or self.segment % 64):
-            raise ValueError(f"segment {self.segment}: a multiple of 64 frames")
+        if self.segment is not None and self.segment not in SHORT_SEGMENTS \
+                and (self.segment < 64 or self.segment % 64):
+            raise ValueError(f"segment {self.segment}: 16, 32 or a multiple of 64 frames")
 
     @property
     def post_filter(self) -> bool:

@@ -137,6 +137,14 @@ def settle(files: list[str], job: Job) -> tuple[list[FileResult], list[tuple[int
     return settled, todo
 
 
+def check_job(job: Job) -> None:
+    """Load ``job``'s separator here once and drop it, before workers elsewhere load theirs:
+    a bad model or option fails in one line rather than in every worker."""
+    from .separate import Separator, SeparatorOptions
+
+    Separator(job.model, SeparatorOptions(**job.options), device=job.device, threads=1)
+
+
 def _separate_one(index: int, path: str, job: Job) -> FileResult:
     """Separate one file with this process's separator (:func:`_init`)."""
     return separate_with(_SEPARATOR, index, path, job, lambda fraction: _PROGRESS(index, fraction))
@@ -189,6 +197,7 @@ def run_batch(files: list[str], job: Job, jobs: int = 1,
         for i, path in todo:
             yield _separate_one(i, path, job)
         return
+    check_job(job)
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")

@@ -47,7 +47,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .batch import Job, expand_inputs, run_batch
-    from .separate import Separator, SeparatorOptions, check_template
+    from .separate import check_template
 
     refused = {"--shifts": args.shifts, "--segment": args.segment}
     for flag, value in refused.items():
@@ -82,8 +82,6 @@ def cmd_separate(args: argparse.Namespace) -> int:
     options = dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
                    full_band=args.full_band, wiener=args.wiener, precision=args.precision,
                    runtime=args.runtime)
-    if args.jobs > 1 or distributed:  # a bad model fails here with one line, not in every worker
-        Separator(args.model, SeparatorOptions(**options), device=args.device)
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
               template=args.filename, bitrate=args.mp3_bitrate,
               force=args.force, device=args.device, options=options, verbose=args.verbose)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
-from .batch import FileResult, Job, separate_with, settle
+from .batch import FileResult, Job, check_job, separate_with, settle
 
 #: what ``--cluster`` takes: a LocalCluster of N worker processes
 LOCAL_PREFIX = "local:"
@@ -153,12 +153,13 @@ def run_on_cluster(files: list[str], job: Job, scheduler: str | None = None, loc
     as its task completes. Skipped and unreadable files are settled here first, and no
     cluster is contacted if nothing is left. A song whose workers kept dying gets an error
     line; a lost scheduler raises :class:`ClusterError` (a rerun finishes what is missing)."""
-    from distributed import KilledWorker, as_completed
-
     settled, todo = settle(files, job)
     yield from settled
     if not todo:
         return
+    from distributed import KilledWorker, as_completed
+
+    check_job(job)
     owned = client is None
     if owned:
         client = connect(scheduler, local, threads)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -104,13 +105,21 @@ def as_lost_rank(err: BaseException) -> LostRankError:
                          f"is kept: run the same command again to resume")
 
 
-def _collective(fn, *args):
+@contextmanager
+def with_peers(active: bool = True):
+    """Around code that talks to the other processes (``active``: if there are any): a lost
+    peer becomes :class:`LostRankError`."""
     try:
-        return fn(*args)
+        yield
     except Exception as err:
-        if lost_peer(err):
+        if active and lost_peer(err):
             raise as_lost_rank(err) from None
         raise
+
+
+def _collective(fn, *args):
+    with with_peers():
+        return fn(*args)
 
 
 def same_on_all_ranks(values: list[float], ranks: Ranks) -> bool:

@@ -25,11 +25,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-
 from torch import nn
 
 from .data import RemixSampler, Track, fit_channels, magnitudes
-from .distributed import LostRankError, Ranks, any_rank, as_lost_rank, lost_peer, same_on_all_ranks, sum_over_ranks
+from .distributed import LostRankError, Ranks, any_rank, same_on_all_ranks, sum_over_ranks, with_peers
 from .models import SeparationModel, save
 
 
@@ -280,14 +279,10 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
 
         # static graph: the same parameters every step, some never used (Spleeter's U-Net
         # has a batch norm after its deepest convolution whose output nothing reads)
-        try:  # broadcasts rank 0's weights
+        with with_peers():  # broadcasts rank 0's weights
             step_loss_module = DistributedDataParallel(
                 step_loss_module, device_ids=[device.index] if device.type == "cuda" else None,
                 static_graph=True)
-        except Exception as err:
-            if lost_peer(err):
-                raise as_lost_rank(err) from None
-            raise
     mine = ranks.share(cfg.batch_size)
     started = time.monotonic()
     last_ckpt = started
@@ -298,14 +293,10 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
             batch = tuple(t.to(device) for t in sampler.batch_at(epoch, step_in_epoch, mine))
             taught = None if cfg.teacher_rate is None else torch.tensor(
                 [g == cfg.teacher_rate for g in sampler.drawn], device=device)
-            try:  # under DDP, forward and backward talk to the other processes
+            with with_peers(ranks.world > 1):  # under DDP, forward and backward talk to the others
                 loss = step_loss_module(batch, taught)
                 optimizer.zero_grad()
                 loss.backward()
-            except Exception as err:
-                if ranks.world > 1 and lost_peer(err):
-                    raise as_lost_rank(err) from None
-                raise
             optimizer.step()
             running.append(sum_over_ranks([loss.item()], ranks)[0] / ranks.world)
             step_in_epoch += 1

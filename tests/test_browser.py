@@ -12,7 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from conftest import IN_CI, Server
 from vocalsep.audio import read_audio
@@ -135,3 +137,30 @@ def test_page_separates_a_song(browser, server, mir1k_test_clip, tmp_path):
         target = Path(os.environ["VOCALSEP_SCREENSHOT"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
+
+
+def test_the_song_without_its_voice_plays_while_it_is_separated(browser, server, mir1k_quality_clips,
+                                                                tmp_path):
+    """The player under the progress bar streams the accompaniment (``/api/jobs/ID/live``) and
+    Chromium plays it while the job is still running."""
+    clips = [read_audio(c).samples for c in mir1k_quality_clips]
+    song = np.concatenate(clips * -(-300 // sum(c.shape[1] // 16000 for c in clips)), axis=1)
+    path = tmp_path / "long song.flac"
+    sf.write(path, song.T, 16000)  # 5 minutes: separated in several seconds, block by block
+    wait = WebDriverWait(browser, 120, poll_frequency=0.05)
+    browser.get(server.url("/"))
+    wait.until(lambda d: d.find_element(By.ID, "model").is_displayed())
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    wait.until(lambda d: d.find_element(By.ID, "live").is_displayed())
+    browser.execute_script(
+        "const p = document.getElementById('live-player'); window.heardWhile = [];"
+        "p.addEventListener('timeupdate', () => {"
+        "  if (p.currentTime > 0) window.heardWhile.push(document.body.dataset.state); });"
+        "p.play();")
+    wait.until(lambda d: _state(d) in ("done", "failed"))
+    assert _state(browser) == "done", browser.find_element(By.ID, "error").text
+    heard = browser.execute_script("return window.heardWhile")
+    error = browser.execute_script("const e = document.getElementById('live-player').error; return e && e.code")
+    assert error is None and "running" in heard, (error, sorted(set(heard)))
+    # still playing after the job is done: the player stays
+    assert browser.find_element(By.ID, "live").is_displayed()

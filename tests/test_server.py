@@ -90,6 +90,41 @@ def test_job_equals_cli_separation(default_server, mir1k_test_clip, tmp_path):
     assert r.status_code == 404
 
 
+def test_the_accompaniment_plays_while_the_song_is_separated(mir1k_quality_clips, tmp_path):
+    """``GET /api/jobs/ID/live``, opened as soon as the job is queued, streams a WAV whose
+    first samples arrive well before the job is done and whose samples are, in the end, exactly the
+    finished accompaniment stem; once the job is done the same URL streams the finished stem."""
+    clips = [read_audio(c).samples for c in mir1k_quality_clips]
+    song = np.concatenate(clips * -(-100 // sum(c.shape[1] // 16000 for c in clips)), axis=1)
+    path = tmp_path / "song.wav"
+    sf.write(path, song.T, 16000, subtype="PCM_16")  # 100 s or more: several blocks
+    server = Server(tmp_path / "jobs", model="default", max_upload_mb=20)
+    try:
+        job_id = server.post(path).json()["id"]
+        received, first_at = bytearray(), None
+        with httpx.stream("GET", server.url(f"/api/jobs/{job_id}/live"), timeout=60) as r:
+            assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+            for chunk in r.iter_bytes():
+                received += chunk
+                if first_at is None and len(received) > 44:
+                    first_at = time.time()
+        job = server.wait(job_id)
+        assert job["status"] == "done"
+        assert first_at < job["finished"] - 0.5, (first_at, job)  # heard while separating
+        header, pcm = bytes(received[:44]), np.frombuffer(bytes(received[44:]), "<i2")
+        assert header[:4] == b"RIFF" and header[8:16] == b"WAVEfmt "
+        stem = stems_of(server, job_id, tmp_path)["accompaniment"]
+        assert np.abs(stem).max() < 1  # not scaled down: the stream holds the very samples
+        assert np.array_equal(pcm.reshape(-1, 2).T, np.rint(stem * 32768).astype(np.int16))
+
+        after = httpx.get(server.url(f"/api/jobs/{job_id}/live"), timeout=60).content
+        assert after == bytes(received)
+
+        assert httpx.get(server.url("/api/jobs/" + "A" * 22 + "/live"), timeout=10).status_code == 404
+    finally:
+        server.stop()
+
+
 # ---------------------------------------------------------------- limits and bad input
 def _read_response(sock: socket.socket, timeout: float = 20) -> tuple[int, dict]:
     """Status and JSON body of the HTTP response arriving on ``sock``."""
@@ -326,7 +361,7 @@ class FakeSeparator:
     def __init__(self, error: BaseException | None = None):
         self.error, self.calls = error, 0
 
-    def separate_file(self, path, out_dir, force=False, progress=None) -> dict[str, Path]:
+    def separate_file(self, path, out_dir, force=False, progress=None, tap=None) -> dict[str, Path]:
         self.calls += 1
         if self.error is not None:
             raise self.error
@@ -504,3 +539,40 @@ def test_uploads_do_their_file_work_off_the_event_loop(tmp_path, monkeypatch):
     seen = {name for name, _ in calls}
     assert {"mkdir", "job.json", "rename", "rmtree"} <= seen, calls
     assert not [name for name, loop in calls if loop], calls
+
+
+def test_the_live_stream_follows_a_growing_file_and_stops_with_the_job(tmp_path):
+    """:func:`vocalsep.server.listen.follow`: the bytes a worker appends while the job runs,
+    all of them, then the end once the job is done; a job that failed before anything was
+    written gives the header alone."""
+    import asyncio
+
+    from vocalsep.server.listen import LIVE_FILE, LiveTap, follow, wav_header
+
+    blocks = [np.sin(np.arange(2 * n, dtype=np.float32)).reshape(2, n) * 0.5 for n in (700, 1, 3000)]
+    state = {"status": "queued"}
+
+    def worker() -> None:
+        time.sleep(0.3)
+        state["status"] = "running"
+        tap = LiveTap(tmp_path / LIVE_FILE)
+        for block in blocks:
+            tap({"accompaniment": block, "vocals": block})
+            time.sleep(0.3)
+        tap.close()  # removed before the job is marked done, as the runner does
+        time.sleep(0.3)
+        state["status"] = "done"
+
+    async def collect(status) -> bytes:
+        return b"".join([chunk async for chunk in follow(tmp_path, status, 16000, 2)])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    streamed = asyncio.run(collect(lambda: state["status"]))
+    thread.join()
+    expected = np.concatenate(blocks, axis=1)
+    assert streamed[:44] == wav_header(16000, 2)
+    assert np.array_equal(np.frombuffer(streamed[44:], "<i2").reshape(-1, 2).T,
+                          np.clip(np.rint(expected * 32768), -32768, 32767).astype(np.int16))
+    assert not (tmp_path / LIVE_FILE).exists()
+    assert asyncio.run(collect(lambda: "failed")) == wav_header(16000, 2)

@@ -469,7 +469,7 @@ class StemWriter:
                             # nothing in it yet (an empty FLAC could not even be read back)
                             self.files[self.direct.pop(stem)].close()
                     else:
-                        self.files[self.direct[stem]].write(_file_samples(block, self.bits, self.clip))
+                        self.files[self.direct[stem]].write(file_samples(block, self.bits, self.clip))
                         continue
                 self.files[self.raw[stem]].write(np.ascontiguousarray(block.T))
             except (OSError, sf.LibsndfileError, RuntimeError) as err:
@@ -515,7 +515,7 @@ class StemWriter:
                 with sf.SoundFile(os.fsencode(tmp), "w", self.rate, self.channels[stem], subtype=subtype,
                                   format=SOUNDFILE_FORMATS[ext]) as dst:
                     for block in blocks:  # (m, channels)
-                        dst.write(_file_samples(block.T, self.bits, self.clip) if subtype == "PCM_16"
+                        dst.write(file_samples(block.T, self.bits, self.clip) if subtype == "PCM_16"
                                   else _clipped(block, self.clip))
             else:
                 self._encode_ffmpeg(blocks, tmp, FFMPEG_FORMATS[ext], path, self.channels[stem])
@@ -577,7 +577,7 @@ def _clipped(block: np.ndarray, clip: str) -> np.ndarray:
     return np.clip(block, -1.0, 1.0) if clip in ("clamp", "rescale") else block
 
 
-def _file_samples(block: np.ndarray, bits: str, clip: str) -> np.ndarray:
+def file_samples(block: np.ndarray, bits: str, clip: str) -> np.ndarray:
     """``(channels, m)`` float samples → ``(m, channels)`` for a soundfile write: for 16-bit
     files already as int16 (× 32768, rounded to the nearest step, held to the int16 range;
     libsndfile itself floors WAV samples), faster than libsndfile's own conversion."""

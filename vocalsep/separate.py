@@ -135,9 +135,12 @@ class Separator:
                       stems: tuple[str, ...] = STEMS, ext: str = "wav", bits: str = "16",
                       force: bool = False,
                       progress: Callable[[float], None] | None = None,
-                      template: str = TEMPLATE, bitrate: int | None = None) -> dict[str, Path]:
+                      template: str = TEMPLATE, bitrate: int | None = None,
+                      tap: Callable[[dict[str, np.ndarray]], None] | None = None) -> dict[str, Path]:
         """Separate one file into ``out_dir/<input stem>/<stem>.<ext>`` (``template``: see
         :func:`output_paths`); return the written paths. ``bitrate``: kbit/s of mp3/m4a outputs.
+        ``tap(blocks)`` sees each block of the stems as it is written (stem → ``(channels, m)``
+        float samples, in order), e.g. to play them while the song is separated.
 
         Refuses to overwrite existing outputs unless ``force``. The song is decoded, separated
         and written block by block, so memory does not grow with its length (except with a
@@ -153,13 +156,19 @@ class Separator:
         source = audio_io.AudioSource(path)
         job = self.stream(source.rate, source.channels)
         with audio_io.StemWriter(targets, source.rate, source.channels, bits, bitrate=bitrate) as writer:
+            def write(vocals: np.ndarray, acc: np.ndarray) -> None:
+                blocks = _pick(stems, vocals, acc)
+                writer.write(blocks)
+                if tap:
+                    tap(blocks)
+
             for block in source.blocks():
                 for vocals, acc in job.feed(block):
-                    writer.write(_pick(stems, vocals, acc))
+                    write(vocals, acc)
                 if progress and source.length:
                     progress(min(1.0, source.samples / source.length))
             for vocals, acc in job.finish():
-                writer.write(_pick(stems, vocals, acc))
+                write(vocals, acc)
             writer.finish()
         return targets
 

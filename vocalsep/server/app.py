@@ -31,12 +31,13 @@ from urllib.parse import quote
 import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from ..audio import AudioError, AudioSource
 from ..separate import STEMS, Separator
+from .listen import follow
 from .guard import LOCAL_HOSTS, RequestGuard, normalize_host
 from .jobs import (DEFAULT_MAX_MINUTES, SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob,
                    client_message, input_name, max_samples, sanitize_filename, threads_per_worker,
@@ -194,6 +195,16 @@ def create_app(data_dir: str | os.PathLike = "vocalsep-jobs", model: str | os.Pa
         if name not in SPECTROGRAMS:
             raise HTTPException(404, f"no spectrogram named {name!r} ({', '.join(SPECTROGRAMS)})")
         return FileResponse(folder / SPECTROGRAMS[name], media_type="image/png")
+
+    @app.get("/api/jobs/{job_id}/live")
+    async def listen(job_id: str) -> StreamingResponse:
+        """The accompaniment as a WAV stream while the job runs (see :mod:`.listen`)."""
+        job = await run_in_threadpool(store.get, job_id)
+        if job.status == "failed":
+            raise HTTPException(409, "job is failed: nothing to listen to")
+        status = lambda: store.get(job_id).status  # noqa: E731
+        return StreamingResponse(follow(store.folder(job_id), status, job.rate, job.channels),
+                                 media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     def stem_route(stem: str):
         async def send_stem(job_id: str, download: bool = False) -> FileResponse:

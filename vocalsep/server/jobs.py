@@ -9,6 +9,7 @@ Layout (every name chosen here, none taken from a request)::
     <data_dir>/jobs/<id>/accompaniment.wav  rate, channels and length)
     <data_dir>/jobs/<id>/input.png          spectrograms of the first seconds of the input
     <data_dir>/jobs/<id>/vocals.png         and of the vocals
+    <data_dir>/jobs/<id>/live.pcm           the accompaniment so far, while running (listen.py)
 
 A job goes ``queued → running → done | failed``. ``<id>`` is ``secrets.token_urlsafe(16)``
 (128 random bits); a request's id reaches the file system only after it matched :data:`ID_RE`
@@ -45,6 +46,7 @@ from ..batch import AUDIO_SUFFIXES
 from ..batch import Job as BatchJob
 from ..cluster import ClusterError
 from ..separate import STEMS, Separator
+from .listen import LIVE_FILE, LiveTap
 
 log = logging.getLogger("vocalsep.server")
 
@@ -358,12 +360,12 @@ class JobRunner:
             store.update(job_id, progress=round(_SEPARATED * fraction, 4))
 
         try:
-            if self.client is None:
-                written = self.separator.separate_file(source, work, force=True, progress=progress)
-            else:
-                written = self._on_cluster(source, work)
-            for stem, path in written.items():
-                os.replace(path, folder / f"{stem}.wav")
+            try:  # the temporaries go before the job is marked done or failed
+                written = self._separate(source, work, folder / LIVE_FILE, progress)
+                for stem, path in written.items():
+                    os.replace(path, folder / f"{stem}.wav")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
             store.update(job_id, progress=_SEPARATED)
             from .spectrograms import render_spectrograms
 
@@ -383,10 +385,18 @@ class JobRunner:
             log.exception("job %s: unexpected error", job_id)
             self._fail(job_id, internal_error(err))
             return
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         store.update(job_id, status="done", progress=1.0, finished=time.time())
 
+    def _separate(self, source: Path, work: Path, live: Path, progress) -> dict[str, Path]:
+        """The song's stems under ``work``; here (not on a cluster) the accompaniment also goes
+        to ``live`` as it is written, removed again at the end (:mod:`.listen`)."""
+        if self.client is not None:
+            return self._on_cluster(source, work)
+        tap = LiveTap(live)
+        try:
+            return self.separator.separate_file(source, work, force=True, progress=progress, tap=tap)
+        finally:
+            tap.close()
 
     def _on_cluster(self, source: Path, work: Path) -> dict[str, Path]:
         """The job's stems, separated by a task on the cluster (no progress until it ends)."""

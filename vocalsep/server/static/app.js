@@ -48,7 +48,24 @@ async function loadHealth() {
   }
 }
 
+// While a job runs, its accompaniment can be played as it is separated (GET .../live).
+function showLive(id) {
+  const player = $("live-player");
+  const src = `/api/jobs/${encodeURIComponent(id)}/live`;
+  if (player.getAttribute("src") !== src) player.src = src;
+  $("live").hidden = false;
+}
+
+function hideLive() {
+  const player = $("live-player");
+  if (!player.paused) return;  // someone is listening: let it play to the end
+  player.removeAttribute("src");
+  $("live").hidden = true;
+}
+
 function resetResults() {
+  $("live-player").pause();
+  hideLive();
   $("results").hidden = true;
   for (const stem of ["vocals", "accompaniment"]) {
     $(stem).removeAttribute("src");
@@ -122,15 +139,19 @@ async function follow(id) {
   setState(job.status);
   if (job.status === "queued") {
     setProgress(0, "waiting for a free worker…");
+    showLive(id);
   } else if (job.status === "running") {
     setProgress(job.progress, `separating… ${Math.round(100 * job.progress)}%`);
+    showLive(id);
   } else if (job.status === "failed") {
+    hideLive();
     setProgress(job.progress, "failed");
     showError(job.error || "The separation failed.");
     return;
   } else if (job.status === "done") {
     const took = job.finished && job.started ? ` in ${(job.finished - job.started).toFixed(1)} s` : "";
     setProgress(1, `done${took}`);
+    hideLive();
     showResults(job);
     return;
   }

@@ -2,11 +2,12 @@
 latency, the quality against the offline default, and the compute per block against the
 block's duration.
 
-    python benchmarks/live_latency.py [--mir1k-limit 36] [--repeat 30] [--out DIR]
+    python benchmarks/live_latency.py [--model default] [--segments 16,32,64] [--mir1k-limit 36] [--repeat 30] [--out DIR]
 
 Quality: vocal SDR on the MUSDB18-7 validation split (museval v4, 14 tracks) and vocal GNSDR on
 MIR-1K test clips (BSS Eval v3; ``--mir1k-limit`` spreads that many over the 180), each with
-the default model cut into segments of that length. Compute: the default's masks (ONNX
+the model (``--model``: the default, or a model fine-tuned for short segments) cut into
+segments of that length. Compute: the default's masks (ONNX
 Runtime) of one stereo segment of that length, ``--repeat`` times on this machine's threads:
 the median, the 99th percentile and the worst, as a share of the segment's duration (a live
 stream keeps up while this stays below 1).
@@ -35,10 +36,11 @@ def main() -> None:
     p.add_argument("--mir1k-limit", type=int, default=36)
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--model", default="default", help="a shipped model name or a model file")
     args = p.parse_args()
     segments = [int(s) for s in args.segments.split(",")]
     assert all(s in SEGMENTS for s in segments)
-    seps = {s: Separator("default", SeparatorOptions(segment=s)) for s in segments}
+    seps = {s: Separator(args.model, SeparatorOptions(segment=s)) for s in segments}
     musdb = load_musdb(SHARED / "musdb18-7", "train", "valid")
     mir1k = [read_mir1k_clip(f) for f in clip_files(SHARED / "mir1k" / "test", args.mir1k_limit)]
     v4 = evaluate(musdb, {f"{s}": sep.separate for s, sep in seps.items()}, protocol="v4",

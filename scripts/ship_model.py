@@ -1,6 +1,6 @@
 """Ship a trained model inside the package: copy a run's best.pt and write its model card.
 
-    python scripts/ship_model.py RUN_DIR NAME [--weights FILE] [--evaluation DIR] [--notes TEXT] [--half] [--onnx]
+    python scripts/ship_model.py RUN_DIR NAME [--weights FILE] [--evaluation DIR] [--notes TEXT] [--half] [--int8] [--onnx]
     python scripts/ship_model.py --export-onnx NAME     # only (re)write NAME.onnx of a shipped model
     python scripts/ship_model.py --set-params NAME JSON  # change NAME's configuration, same weights
 
@@ -41,14 +41,17 @@ def main() -> None:
                    help="the model file to ship (default: RUN_DIR/best.pt), e.g. a chosen epoch-NNN.pt "
                         "or an average (scripts/average_models.py)")
     p.add_argument("--half", action="store_true", help="store the weights as float16")
+    p.add_argument("--int8", action="store_true",
+                   help="store the convolutions' weights as int8 with a scale per filter (with --half: "
+                        "the rest as float16), e.g. two networks in under 25 MB")
     p.add_argument("--onnx", action="store_true", help="also write NAME.onnx (stemunet models)")
     args = p.parse_args()
 
     target = PRETRAINED_DIR / f"{args.name}.pt"
     chosen = args.weights or args.run / "best.pt"
-    if args.half:
+    if args.half or args.int8:
         best = load(chosen)
-        save(best, target, meta=best.meta, half=True)
+        save(best, target, meta=best.meta, half=args.half, int8=args.int8)
     else:
         shutil.copyfile(chosen, target)
     model = load(target)
@@ -62,7 +65,9 @@ def main() -> None:
         f"- architecture: `{cfg.arch}`, {model.parameter_count():,} parameters",
         f"- input: {'stereo (a mask per channel; mono on both channels)' if model.stereo else 'mono'}, "
         f"{cfg.sample_rate} Hz, STFT n_fft {cfg.n_fft}, hop {cfg.hop}",
-        "- weights stored as float16 (computed in float32)" if args.half else None,
+        "- weights stored as float16 (computed in float32)" if args.half and not args.int8 else None,
+        "- convolution weights stored as int8 with a float scale per filter, the rest as "
+        f"{'float16' if args.half else 'float32'} (computed in float32)" if args.int8 else None,
         f"- configuration: `{json.dumps(cfg.params)}`",
         f"- training data: {meta.get('data', '?')}",
         f"- training options: `{json.dumps(meta.get('train_config', {}))}`" if meta.get("train_config") else None,
@@ -122,7 +127,8 @@ def export(name: str) -> None:
     from vocalsep.models.stemunet import export_onnx
 
     target = PRETRAINED_DIR / f"{name}.pt"
-    twin = export_onnx(load(target), target.with_suffix(".onnx"), sha256(target))
+    int8 = "int8_scales" in torch.load(target, map_location="cpu", weights_only=True)
+    twin = export_onnx(load(target), target.with_suffix(".onnx"), sha256(target), int8=int8)
     print(f"exported {twin} ({twin.stat().st_size / 1e6:.1f} MB, sha256 {sha256(twin)})")
 
 

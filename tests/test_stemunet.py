@@ -422,3 +422,62 @@ def test_a_narrower_accompaniment_network_starts_pruned(tmp_path):
     mags = torch.rand(1, 2, 2049, 64)
     with torch.no_grad():
         torch.testing.assert_close(again.channel_masks(mags), narrow.eval().channel_masks(mags))
+
+
+def test_training_on_short_examples_as_a_live_stream_cuts_them(tmp_path, mir1k_valid_dir):
+    """``example_frames=32`` (``train --example-frames 32``): a stemunet learns from, and is
+    validated on, 32-frame examples, each padded to the network's 64 frames as `vocalsep live`
+    pads a 32-frame segment; the frames counted are 32 per example."""
+    from vocalsep.data import load_mir1k
+    from vocalsep.train import TrainConfig, train, validation_batches, validation_loss
+
+    tracks = load_mir1k(mir1k_valid_dir)[:2]
+    model = build("stemunet", params={"width": 0.25, "stereo": True})
+    history = train(model, tracks, tracks, tmp_path / "run", TrainConfig(
+        epochs=1, batch_size=2, steps_per_epoch=2, lr=1e-3, threads=1, example_frames=32))
+    assert history[0]["frames"] == 2 * 2 * 32
+    trained = load(tmp_path / "run" / "best.pt")
+    valid = [t.converted(trained.config.sample_rate, mono=False) for t in tracks]
+    short, whole = (validation_loss(trained, validation_batches(trained, valid))
+                    for trained.example_frames in (32, 256))
+    assert short == pytest.approx(history[0]["valid_loss"], rel=1e-5)
+    assert abs(whole - short) > 1e-3 * short
+
+
+@needs_spleeter
+def test_int8_weights_are_a_quarter_and_run_the_same_in_onnx(tmp_path):
+    """``save(..., int8=True)`` (``ship_model.py --int8``): each convolution's weights as int8
+    with a scale per filter, within half a step of the original; loaded back as float32; the
+    ONNX export with ``int8`` stores the same integers and runs what the loaded model computes.
+    Spleeter's weights (both networks), so the rounding is that of a real model's."""
+    pytest.importorskip("onnx")
+    from vocalsep.backends.onnx import OnnxModel
+    from vocalsep.models import save
+    from vocalsep.models.registry import quantize
+    from vocalsep.models.stemunet import export_onnx, pruned
+    from vocalsep.models.stemunet.spleeter import load_spleeter_stem
+
+    model = build("stemunet", params={"stereo": True, "accompaniment": True, "width": 0.5})
+    for net, stem in ((model.net.vocals, "vocals"), (model.net.accompaniment, "accompaniment")):
+        net.load_state_dict(pruned(load_spleeter_stem(stem), 0.5).state_dict())
+    model.eval()
+    full = save(model, tmp_path / "full.pt")
+    small = save(model, tmp_path / "int8.pt", half=True, int8=True)
+    assert small.stat().st_size < 0.3 * full.stat().st_size
+    blob = torch.load(small, weights_only=True)
+    assert {k for k, v in blob["state"].items() if v.dtype == torch.int8} == set(blob["int8_scales"])
+    loaded = load(small)
+    for key, value in model.state_dict().items():
+        if key in blob["int8_scales"]:
+            step = blob["int8_scales"][key]
+            assert ((loaded.state_dict()[key] - value).abs() <= step / 2 + 1e-7).all(), key
+    q, scale = quantize(torch.tensor([[0.5, -1.0], [0.0, 0.0]]))
+    assert q.tolist() == [[64, -127], [0, 0]] and scale.flatten().tolist() == pytest.approx([1 / 127, 1.0])
+
+    song = torch.rand(2, 2049, 200)
+    with torch.no_grad():
+        want, before = loaded.mask(song).numpy(), model.mask(song).numpy()
+    assert 0 < np.abs(want - before).mean() < 0.005  # rounded, not broken
+    onnx_file = export_onnx(loaded, tmp_path / "int8.onnx", "0" * 64, int8=True)
+    assert onnx_file.stat().st_size < 1.05 * small.stat().st_size
+    np.testing.assert_allclose(OnnxModel(onnx_file, threads=1).mask(song.numpy()), want, atol=1e-5)

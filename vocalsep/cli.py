@@ -298,7 +298,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       max_minutes=args.max_minutes, threads=args.threads,
                       balance_groups=args.balance_groups, teacher=args.teacher,
                       teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
-                      device=device)
+                      device=device, example_frames=args.example_frames)
     bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -621,6 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add WEIGHT x the squared distance to the starting weights (L2-SP)")
     t.add_argument("--keep-epochs", action="store_true",
                    help="also save every epoch's model (epoch-NNN.pt), to choose or average later")
+    t.add_argument("--example-frames", type=int, default=None, metavar="N",
+                   help="STFT frames per training example instead of the model's own (stemunet: "
+                        "16 or 32 trains for `vocalsep live`'s short segments, each padded to 64)")
     t.add_argument("--params", default=None, metavar="JSON",
                    help="configuration values replacing --init's, same weights (stemunet: "
                         "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}'; "

@@ -55,6 +55,9 @@ class TrainConfig:
     l2sp: float = 0.0  # weight of the squared distance to the starting weights (L2-SP)
     keep_epochs: bool = False  # also save every epoch's model as epoch-NNN.pt
     device: str = "cpu"  # where the model trains ("cuda": this process's GPU under torchrun)
+    #: frames per example instead of the model's own (e.g. a short live segment: stemunet pads
+    #: each to a multiple of 64 as it does a short segment in a stream)
+    example_frames: int | None = None
     history: list[dict] = field(default_factory=list)
 
 
@@ -182,6 +185,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     A killed process fails the others with :class:`~vocalsep.distributed.LostRankError`.
     """
     cfg = config or TrainConfig()
+    if cfg.example_frames is not None and cfg.example_frames < 1:
+        raise ValueError(f"example frames {cfg.example_frames}: at least 1")
     if cfg.batch_size % ranks.world:
         raise ValueError(f"batch size {cfg.batch_size}: not divisible by the {ranks.world} "
                          f"training processes (each takes an equal share of every batch)")
@@ -193,6 +198,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     mc = model.config
+    if cfg.example_frames:
+        model.example_frames = model.target_frames = cfg.example_frames
     groups = [t.rate for t in train_tracks]  # remix only voices and backings of the same band
     train_tracks = [t.converted(mc.sample_rate, mono=not model.stereo) for t in train_tracks]
     valid_tracks = [t.converted(mc.sample_rate, mono=not model.stereo) for t in valid_tracks]

@@ -36,18 +36,35 @@ def build(arch: str, params: dict[str, Any] | None = None, **config: Any) -> Sep
 
 
 def save(model: SeparationModel, path: str | os.PathLike, meta: dict[str, Any] | None = None,
-         half: bool = False) -> Path:
+         half: bool = False, int8: bool = False) -> Path:
     """Write ``model`` with its config to ``path`` atomically; ``half`` stores float weights as
-    float16 (half the file; :func:`load` turns them back into float32)."""
+    float16 (half the file), ``int8`` the convolutions' weights as 8-bit integers with a float
+    scale per first-axis slice (a quarter; :func:`quantize`); :func:`load` turns both back into
+    float32."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    scales = {}
+    if int8:
+        for k, v in state.items():
+            if v.is_floating_point() and v.ndim >= 2:
+                state[k], scales[k] = quantize(v)
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    torch.save({"config": model.config.to_dict(), "state": state, "meta": meta or {}}, tmp)
+    blob = {"config": model.config.to_dict(), "state": state, "meta": meta or {}}
+    torch.save({**blob, "int8_scales": scales} if scales else blob, tmp)
     os.replace(tmp, path)
     return path
+
+
+def quantize(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q, scale)``: int8 ``q`` and float32 ``scale`` (shaped to broadcast: one per slice of
+    the first axis, the largest magnitude of the slice over 127) with ``q * scale ≈ weights``."""
+    w = weights.float()
+    top = w.abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True)
+    scale = torch.where(top > 0, top / 127, torch.ones_like(top))
+    return (w / scale).round().clamp(-127, 127).to(torch.int8), scale
 
 
 def load(name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> SeparationModel:
@@ -57,7 +74,10 @@ def load(name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> 
         blob = torch.load(path, map_location=device, weights_only=True)
         config = ModelConfig(**blob["config"])
         model = ARCHITECTURES[config.arch](config)
-        model.load_state_dict(blob["state"])
+        state = blob["state"]
+        for k, scale in blob.get("int8_scales", {}).items():
+            state[k] = state[k].float() * scale
+        model.load_state_dict(state)
     except Exception as err:  # torch.load raises many kinds for a file that is not a model
         first = (str(err).splitlines() or [type(err).__name__])[0][:100]
         raise ModelError(f"{path}: not a usable vocalsep model ({first})") from None

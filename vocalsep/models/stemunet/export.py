@@ -10,7 +10,7 @@ import torch
 
 from .model import StemUNetModel
 
-def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> Path:
+def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str, int8: bool = False) -> Path:
     """Write ``model``'s network to ``path`` as ONNX for :class:`vocalsep.backends.onnx.OnnxModel`:
     ``(batch, 2, frames, net_bins)`` magnitudes of the network's band, frames first (as an
     STFT's frames come) → the sigmoid mask of that band, same shape (any batch; frames a
@@ -18,8 +18,11 @@ def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> P
     mono/stereo handling are the runtime's (:mod:`vocalsep.pipeline.bands`). Configuration, I/O
     version and the sha256 of the ``.pt`` it comes from go in the metadata. Weights that
     float16 holds exactly (all of them for a model shipped with ``--half``) are stored as
-    float16, half the file, and cast back to float32 when ONNX Runtime loads it. Needs the
-    ``onnx`` package (only here, not to run it)."""
+    float16, half the file, and cast back to float32 when ONNX Runtime loads it; with ``int8``
+    (for a model saved with ``int8``, whose weights are already so) the convolutions' weights
+    are stored as 8-bit integers and a scale (:func:`~vocalsep.models.registry.quantize`), a
+    quarter, and multiplied back when it loads. Needs the ``onnx`` package (only here, not to
+    run it)."""
     import json
     import os
     import warnings
@@ -42,6 +45,8 @@ def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str) -> P
                           dynamic_axes={INPUT: {0: "batch", 2: "frames"},
                                         OUTPUT: {0: "batch", 2: "frames"}})
     graph = onnx.load(str(tmp))
+    if int8:
+        _store_int8(graph)
     _store_half(graph)
     for key, value in ((CONFIG_KEY, json.dumps(model.config.to_dict())), (IO_KEY, IO_VERSION),
                        (SOURCE_KEY, source_sha256)):
@@ -68,4 +73,27 @@ def _store_half(graph) -> None:
         init.CopyFrom(numpy_helper.from_array(half, f"{name}.half"))
         casts.append(helper.make_node("Cast", [f"{name}.half"], [name], to=TensorProto.FLOAT))
     for node in reversed(casts):
+        graph.graph.node.insert(0, node)
+
+
+def _store_int8(graph) -> None:
+    """Store each float32 weight of 2 or more axes as int8 and a float32 scale per first-axis
+    slice, followed by a Cast and a Mul back to float32 under its old name (folded away when a
+    session loads)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ..registry import quantize
+
+    nodes = []
+    for init in list(graph.graph.initializer):  # (the scales appended are not visited)
+        weights = numpy_helper.to_array(init)
+        if init.data_type != TensorProto.FLOAT or weights.ndim < 2 or weights.size < 16:
+            continue
+        q, scale = quantize(torch.from_numpy(weights.copy()))
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(q.numpy(), f"{name}.int8"))
+        graph.graph.initializer.append(numpy_helper.from_array(scale.numpy(), f"{name}.scale"))
+        nodes += [helper.make_node("Cast", [f"{name}.int8"], [f"{name}.float"], to=TensorProto.FLOAT),
+                  helper.make_node("Mul", [f"{name}.float", f"{name}.scale"], [name])]
+    for node in reversed(nodes):
         graph.graph.node.insert(0, node)

@@ -51,8 +51,11 @@ class RatioUNet(nn.Module):
         self.vocals, self.accompaniment, self.power = vocals, accompaniment, power
 
     def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
-        v = self.vocals(magnitude) ** self.power
-        a = self.accompaniment(magnitude) ** self.power
+        return self.ratio(self.vocals(magnitude), self.accompaniment(magnitude))
+
+    def ratio(self, vocals: torch.Tensor, accompaniment: torch.Tensor) -> torch.Tensor:
+        """The vocal mask from the two networks' masks (any one shape)."""
+        v, a = vocals ** self.power, accompaniment ** self.power
         return (v + self.EPSILON / 2) / (v + a + self.EPSILON)
 
 

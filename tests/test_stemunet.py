@@ -453,7 +453,7 @@ def test_int8_weights_are_a_quarter_and_run_the_same_in_onnx(tmp_path):
     pytest.importorskip("onnx")
     from vocalsep.backends.onnx import OnnxModel
     from vocalsep.models import save
-    from vocalsep.models.registry import quantize
+    from vocalsep.models.quantize import quantize
     from vocalsep.models.stemunet import export_onnx, pruned
     from vocalsep.models.stemunet.spleeter import load_spleeter_stem
 

@@ -14,6 +14,7 @@ import torch
 from ..config import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED, ModelError, resolve, sha256
 from .base import ModelConfig, SeparationModel
 from .paper import PaperCNN
+from .quantize import quantize
 from .stemunet import StemUNetModel
 from .unet import UNet
 
@@ -56,15 +57,6 @@ def save(model: SeparationModel, path: str | os.PathLike, meta: dict[str, Any] |
     torch.save({**blob, "int8_scales": scales} if scales else blob, tmp)
     os.replace(tmp, path)
     return path
-
-
-def quantize(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(q, scale)``: int8 ``q`` and float32 ``scale`` (shaped to broadcast: one per slice of
-    the first axis, the largest magnitude of the slice over 127) with ``q * scale ≈ weights``."""
-    w = weights.float()
-    top = w.abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True)
-    scale = torch.where(top > 0, top / 127, torch.ones_like(top))
-    return (w / scale).round().clamp(-127, 127).to(torch.int8), scale
 
 
 def load(name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> SeparationModel:

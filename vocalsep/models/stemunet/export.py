@@ -20,7 +20,7 @@ def export_onnx(model: StemUNetModel, path: str | Path, source_sha256: str, int8
     float16 holds exactly (all of them for a model shipped with ``--half``) are stored as
     float16, half the file, and cast back to float32 when ONNX Runtime loads it; with ``int8``
     (for a model saved with ``int8``, whose weights are already so) the convolutions' weights
-    are stored as 8-bit integers and a scale (:func:`~vocalsep.models.registry.quantize`), a
+    are stored as 8-bit integers and a scale (:func:`~vocalsep.models.quantize.quantize`), a
     quarter, and multiplied back when it loads. Needs the ``onnx`` package (only here, not to
     run it)."""
     import json
@@ -82,7 +82,7 @@ def _store_int8(graph) -> None:
     session loads)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..registry import quantize
+    from ..quantize import quantize
 
     nodes = []
     for init in list(graph.graph.initializer):  # (the scales appended are not visited)

@@ -37,11 +37,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..audio import AudioError, AudioSource
 from ..separate import STEMS, Separator
-from .listen import follow
 from .guard import LOCAL_HOSTS, RequestGuard, normalize_host
 from .jobs import (DEFAULT_MAX_MINUTES, SPECTROGRAMS, Job, JobRunner, JobStore, UnknownJob,
                    client_message, input_name, max_samples, sanitize_filename, threads_per_worker,
                    too_long)
+from .listen import follow
 from .upload import DEFAULT_IDLE_TIMEOUT, UploadError, receive_file
 
 log = logging.getLogger("vocalsep.server")

@@ -86,9 +86,11 @@ async def follow(folder: Path, status: Callable[[], str], rate: int, channels: i
                 if source is not None:  # the rest, written before the job was marked done
                     while data := await asyncio.to_thread(source.read, CHUNK):
                         yield data
-                else:
-                    with sf.SoundFile(os.fspath(folder / "accompaniment.wav")) as finished:
-                        for block in finished.blocks(CHUNK // (2 * channels), dtype="int16"):
+                else:  # read off the event loop, block by block
+                    finished = await asyncio.to_thread(sf.SoundFile, os.fspath(folder / "accompaniment.wav"))
+                    with finished:
+                        while len(block := await asyncio.to_thread(
+                                finished.read, CHUNK // (2 * channels), dtype="int16")):
                             yield block.astype("<i2").tobytes()
             return
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -164,3 +165,7 @@ def test_the_song_without_its_voice_plays_while_it_is_separated(browser, server,
     assert error is None and "running" in heard, (error, sorted(set(heard)))
     # still playing after the job is done: the player stays
     assert browser.find_element(By.ID, "live").is_displayed()
+    # the server stopped while the page still listens: the stream is cut, the server exits by
+    # itself (SIGTERM's own exit, not the kill that stop() sends after waiting 30 s)
+    server.stop()
+    assert server.proc.returncode in (0, -signal.SIGTERM), server.proc.returncode

@@ -9,6 +9,7 @@ import torch
 from conftest import run_cli
 from vocalsep.data import (RemixSampler, Track, is_musdb_root, load_any, load_mir1k, load_musdb,
                            load_stem_folder, magnitudes)
+from vocalsep.models import load
 from vocalsep.spectral import stft
 
 
@@ -164,9 +165,10 @@ def test_cli_train_on_a_stem_folder(tmp_path, mir1k_dir):
     valid_root = _stem_folder(tmp_path / "valid", tracks[3:])
     out = tmp_path / "run"
     r = run_cli("train", "unet", "--data", str(train_root), "--valid", str(valid_root), "--out", str(out),
-                "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "-q")
+                "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--speed", "0.05", "-q")
     assert r.returncode == 0, r.stderr
     assert (out / "best.pt").exists() and (out / "history.csv").exists()
+    assert load(out / "best.pt").meta["train_config"]["speed"] == 0.05
     r = run_cli("train", "unet", "--data", str(train_root), "--out", str(tmp_path / "run2"))
     assert r.returncode == 1 and "--valid" in r.stderr and "Traceback" not in r.stderr
 
@@ -216,3 +218,32 @@ def test_a_batch_is_the_same_however_it_is_shared(mir1k_dir):
                          channels=2, swap_channels=True)
     for changed in (s.batch_at(3, 8, range(4)), s.batch_at(4, 7, range(4)), other.batch_at(3, 7, range(4))):
         assert not torch.equal(changed[0], whole[0])
+
+
+def test_speed_plays_each_stem_at_its_own_speed():
+    """``speed``: a 440 Hz vocal tone and a 220 Hz backing tone come out at frequencies scaled
+    by independent factors within ``1 ± speed``, spread over that range, examples as long as
+    ever; the stems are not shortened by the resampling's edges."""
+    rate, speed = 16000, 0.1
+    t = np.arange(rate * 4) / rate
+    track = Track("tones", np.sin(2 * np.pi * 440 * t)[None].astype(np.float32),
+                  np.sin(2 * np.pi * 220 * t)[None].astype(np.float32), rate)
+    sampler = RemixSampler([track], 1024, 256, frames=128, gain_db=0, speed=speed, seed=3)
+
+    def factor(x: np.ndarray, tone: float) -> float:
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)), 16 * len(x)))
+        return np.argmax(spectrum) * rate / (16 * len(x)) / tone
+
+    vocal_factors, backing_factors = [], []
+    for _ in range(20):
+        v, a = sampler.example()
+        assert v.shape == a.shape == (sampler.length,)
+        assert np.abs(v[-256:]).max() > 0.9 and np.abs(a[-256:]).max() > 0.9
+        vocal_factors.append(factor(v, 440))
+        backing_factors.append(factor(a, 220))
+    for f in (vocal_factors, backing_factors):
+        assert 1 - speed - 0.005 <= min(f) and max(f) <= 1 + speed + 0.005
+        assert max(f) - min(f) > speed  # not one speed for all
+    assert not np.allclose(vocal_factors, backing_factors, atol=0.005)
+    with pytest.raises(ValueError, match="speed"):
+        RemixSampler([track], 1024, 256, frames=128, speed=0.5)

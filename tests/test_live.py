@@ -30,9 +30,12 @@ def song(example_song) -> tuple[np.ndarray, int]:
 
 
 def test_piped_song_equals_the_api_after_the_latency(song):
+    """With ``-m default`` at 2 s: 64-frame segments, the API's stems after the latency."""
     mixture, rate = song
-    r = live("--rate", rate, "--channels", 2, "--latency", 2, "-v", data=mixture.T.astype("<f4").tobytes())
+    r = live("-m", "default", "--rate", rate, "--channels", 2, "--latency", 2, "-v",
+             data=mixture.T.astype("<f4").tobytes())
     assert r.returncode == 0, r.stderr.decode()
+    assert "model default," in r.stderr.decode()
     segment, latency = stated_latency(r.stderr)
     assert segment == 64 and latency <= 2 * rate
     out = np.frombuffer(r.stdout, dtype="<f4").reshape(-1, 2).T
@@ -86,16 +89,17 @@ def test_a_latency_below_the_shortest_is_refused_in_one_line():
 
 
 def test_segments_shorter_than_the_networks_grid_are_padded(song):
-    """Below 1.556 s: 16- and 32-frame segments, each zero-padded to the U-Net's 64 frames;
-    the piped stream is the API's at that segment, after the stated latency; other short
-    segments are refused."""
+    """Below 1.556 s: 16- and 32-frame segments, each zero-padded to the U-Net's 64 frames, and
+    without ``-m`` the `live` model; the piped stream is the API's at that segment, after the
+    stated latency; other short segments are refused."""
     mixture, rate = song
     r = live("--rate", rate, "--channels", 2, "--latency", 0.9, "-v", data=mixture.T.astype("<f4").tobytes())
     assert r.returncode == 0, r.stderr.decode()
+    assert "model live," in r.stderr.decode()  # no -m: the model made for short segments
     segment, latency = stated_latency(r.stderr)
     assert segment == 32 and latency == 35839  # 31 hops of 1024 and a 4096-sample window, minus 1
     out = np.frombuffer(r.stdout, dtype="<f4").reshape(-1, 2).T
-    api = Separator("default", SeparatorOptions(segment=32)).separate(mixture, rate)
+    api = Separator("live", SeparatorOptions(segment=32)).separate(mixture, rate)
     np.testing.assert_allclose(out[:, latency:], api["accompaniment"], atol=1e-5)
     with pytest.raises(ValueError, match="16, 32 or a multiple of 64"):
         Separator("default", SeparatorOptions(segment=48))

@@ -147,7 +147,7 @@ MAX_RAW_LEVEL = 1000.0
 def cmd_live(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .live import LiveSeparation, segment_for_latency
+    from .live import LIVE_MODEL, LIVE_SEGMENTS, LiveSeparation, segment_for_latency
     from .separate import Separator, SeparatorOptions
 
     if (args.rate is not None and args.rate < 1) or (args.channels is not None and not 1 <= args.channels <= 32) \
@@ -165,15 +165,21 @@ def cmd_live(args: argparse.Namespace) -> int:
         from .audio import live_source
 
         url, args.rate, args.channels = live_source(args.input, args.rate, args.channels)
-    sep = Separator(args.model)
+    name, sep = args.model or "default", Separator(args.model)
     if args.latency is not None:  # the same loaded model, cut into the chosen segments
         segment, _ = segment_for_latency(sep.backend, sep.options, args.rate, args.channels,
                                          args.chunk, args.latency)
-        sep = Separator(sep.model, SeparatorOptions(segment=segment))
+        model = sep.model
+        if args.model is None and segment <= LIVE_SEGMENTS:
+            # the model fine-tuned for short segments hears better there (docs/live.md); it has
+            # the default's STFT and band, so the segment and the latency stay the same
+            name = model = LIVE_MODEL
+        sep = Separator(model, SeparatorOptions(segment=segment))
     live = LiveSeparation(sep, args.rate, args.channels, args.chunk)
     if args.verbose:
         block = sep.backend.stream_block
-        print(f"vocalsep: live: {sep.describe()}; {block}-frame segments; latency {live.latency} "
+        print(f"vocalsep: live: model {name}, {sep.describe()}; {block}-frame "
+              f"segments; latency {live.latency} "
               f"samples ({live.latency / args.rate:.3f} s at {args.rate} Hz)", file=sys.stderr, flush=True)
     if url is None:
         return _live_loop(args, live, sys.stdin.buffer, "stdin", args.input_format)
@@ -293,7 +299,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # the initial weights too: the same --seed, the same run
     model = _initial_model(args.arch, args.init, args.stereo, args.width, args.params)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      remix=args.remix, gain_db=args.gain_db, steps_per_epoch=args.steps_per_epoch,
+                      remix=args.remix, gain_db=args.gain_db, speed=args.speed, steps_per_epoch=args.steps_per_epoch,
                       patience=args.patience, lr_patience=args.lr_patience,
                       max_minutes=args.max_minutes, threads=args.threads,
                       balance_groups=args.balance_groups, teacher=args.teacher,
@@ -450,6 +456,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- serve
+SHUTDOWN_GRACE_S = 3  # seconds open downloads and streams get when `serve` is stopped
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:  # the web extra; imported here so that the other commands start no slower
         import uvicorn
@@ -471,7 +480,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host in ("0.0.0.0", "::") and not args.allow_host:
         print("vocalsep: only requests to localhost are answered: give the names or addresses "
               "others use for this machine with --allow-host", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # a listener may hold /live open for the length of a song: stopping cuts it after a grace
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     return 0
 
 
@@ -593,7 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the most delay you accept: shorter segments, a little less quality "
                          "(default: the model's own segments, about 12 s for the default)")
     lv.add_argument("--chunk", type=int, default=1024, help="samples read at a time (default: 1024)")
-    lv.add_argument("-m", "--model", default=None, help="a shipped segment model (default) or a file")
+    lv.add_argument("-m", "--model", default=None,
+                    help="a shipped model or a file (default: 'live' for a --latency of 64-frame "
+                         "segments or less, 1.556 s at 44.1 kHz; 'default' otherwise)")
     lv.add_argument("-v", "--verbose", action="store_true", help="say the latency, model and runtime")
     lv.set_defaults(func=cmd_live)
 
@@ -639,6 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-remix", dest="remix", action="store_false",
                    help="train on the tracks' own mixtures (no remixing, no random gain)")
     t.add_argument("--gain-db", type=float, default=6.0)
+    t.add_argument("--speed", type=float, default=0.0, metavar="S",
+                   help="play each remixed stem at its own random speed in [1-S, 1+S] (pitch and "
+                        "tempo together; 0.1: up to about 1.7 semitones)")
     t.add_argument("--steps-per-epoch", type=int, default=None)
     t.add_argument("--patience", type=int, default=None)
     t.add_argument("--lr-patience", type=int, default=None,

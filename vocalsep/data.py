@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 
 from . import audio as audio_io
@@ -138,11 +139,19 @@ class RemixSampler:
 
     ``channels`` = 1 gives mono examples (tracks mixed down); 2 gives stereo ones (mono tracks
     on both channels), with the channels of each stem swapped at random when ``swap_channels``.
+
+    ``speed`` (remixed examples only) plays each stem at its own random speed, a factor drawn
+    from ``[1 - speed, 1 + speed]``: pitch and tempo change together, as on a turntable (0.1:
+    up to about ±1.7 semitones), so the two stems of an example differ in key and tempo as
+    remixed stems already differ in everything else.
     """
 
     def __init__(self, tracks: list[Track], n_fft: int, hop: int, frames: int, remix: bool = True,
                  gain_db: float = 6.0, seed: int = 0, groups: list | None = None,
-                 channels: int = 1, swap_channels: bool = False, balance_groups: bool = False):
+                 channels: int = 1, swap_channels: bool = False, balance_groups: bool = False,
+                 speed: float = 0.0):
+        if not 0 <= speed < 0.5:
+            raise ValueError(f"speed {speed}: from 0 to below 0.5")
         groups = list(groups) if groups is not None else [0] * len(tracks)
         #: each track's group, and the groups of the examples of the last :meth:`batch`
         self.labels, self.drawn = groups, []
@@ -155,19 +164,29 @@ class RemixSampler:
         self.accompaniment = [fit_channels(t.accompaniment, channels) for t in tracks]
         self.n_fft, self.hop, self.frames = n_fft, hop, frames
         self.length = (frames - 1) * hop
-        self.remix, self.gain_db = remix, gain_db
+        self.remix, self.gain_db, self.speed = remix, gain_db, speed
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
     def _excerpt(self, rng: np.random.Generator, signal: np.ndarray,
-                 offset: int | None = None) -> tuple[np.ndarray, int]:
+                 offset: int | None = None, length: int | None = None) -> tuple[np.ndarray, int]:
+        length = length or self.length
         n = signal.shape[-1]
         if offset is None:
-            offset = int(rng.integers(0, max(1, n - self.length)))
-        out = signal[..., offset:offset + self.length]
-        if out.shape[-1] < self.length:
-            out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, self.length - out.shape[-1])])
+            offset = int(rng.integers(0, max(1, n - length)))
+        out = signal[..., offset:offset + length]
+        if out.shape[-1] < length:
+            out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, length - out.shape[-1])])
         return out, offset
+
+    def _played(self, rng: np.random.Generator, signal: np.ndarray) -> np.ndarray:
+        """An excerpt of ``self.length`` samples, played at a random speed when ``self.speed``."""
+        if not self.speed:
+            return self._excerpt(rng, signal)[0]
+        factor = float(rng.uniform(1 - self.speed, 1 + self.speed))
+        source, _ = self._excerpt(rng, signal, length=int(np.ceil(self.length * factor)) + 1)
+        played = soxr.resample(source.T, factor, 1.0, quality="HQ").T  # factor x faster
+        return self._excerpt(rng, np.ascontiguousarray(played), offset=0)[0]
 
     def _swap(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
         if self.swap_channels and x.ndim == 2 and rng.random() < 0.5:
@@ -192,8 +211,8 @@ class RemixSampler:
             return v, a
         partners = self.partners[i]
         j = int(partners[rng.integers(len(partners))])
-        v, _ = self._excerpt(rng, self.vocals[i])
-        a, _ = self._excerpt(rng, self.accompaniment[j])
+        v = self._played(rng, self.vocals[i])
+        a = self._played(rng, self.accompaniment[j])
         gv, ga = 10 ** (rng.uniform(-self.gain_db, self.gain_db, size=2) / 20)
         return self._swap(rng, v) * gv, self._swap(rng, a) * ga
 

@@ -22,6 +22,8 @@ from .pipeline.stream import MaskBackend, SeparationStream
 #: the segment lengths (frames) a live separation may use, shortest first (below 64: each
 #: segment padded to 64 frames)
 SEGMENTS = (*SHORT_SEGMENTS, *range(64, 513, 64))
+#: the shipped model `vocalsep live` takes for segments of up to LIVE_SEGMENTS frames
+LIVE_MODEL, LIVE_SEGMENTS = "live", 64
 
 
 class _Silent:

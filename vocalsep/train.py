@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     remix: bool = True
     gain_db: float = 6.0
+    speed: float = 0.0  # each remixed stem played at its own random speed in [1 - speed, 1 + speed]
     steps_per_epoch: int | None = None  # default: one pass over the training frames
     patience: int | None = None  # early stopping after this many epochs without improvement
     lr_patience: int | None = None  # halve the learning rate after this many stale epochs
@@ -206,7 +207,8 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     sampler = RemixSampler(train_tracks, mc.n_fft, mc.hop, model.example_frames,
                            remix=cfg.remix, gain_db=cfg.gain_db if cfg.remix else 0.0, seed=cfg.seed,
                            groups=groups, channels=2 if model.stereo else 1,
-                           swap_channels=model.stereo, balance_groups=cfg.balance_groups)
+                           swap_channels=model.stereo, balance_groups=cfg.balance_groups,
+                           speed=cfg.speed if cfg.remix else 0.0)
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     valid = validation_batches(model, valid_tracks, cfg.valid_stride)

@@ -105,6 +105,23 @@ def test_segments_shorter_than_the_networks_grid_are_padded(song):
         Separator("default", SeparatorOptions(segment=48))
 
 
+def test_a_shared_torch_model_keeps_its_own_segment(song):
+    """A loaded model given to a Separator with a segment (as `vocalsep live` and a server's
+    threads do): that separator cuts short segments, the model and its other users do not."""
+    from vocalsep.models import load
+
+    mixture, rate = song
+    excerpt = mixture[:, : 6 * rate]
+    model = load("live")
+    whole = Separator(model, SeparatorOptions(runtime="torch")).separate(excerpt, rate)["vocals"]
+    short = Separator(model, SeparatorOptions(segment=32, runtime="torch"))
+    assert model.segment == model.stream_block == 512 and short.backend.stream_block == 32
+    cut = short.separate(excerpt, rate)["vocals"]
+    again = Separator(model, SeparatorOptions(runtime="torch")).separate(excerpt, rate)["vocals"]
+    np.testing.assert_array_equal(again, whole)
+    assert np.abs(cut - whole).max() > 1e-3
+
+
 def test_a_file_played_at_its_own_speed_is_the_piped_stream(tmp_path, song):
     """``vocalsep live FILE --realtime``: ffmpeg decodes it as it goes, the reading is paced
     at the file's own speed (no faster than real time), and the output is that of the same

@@ -436,6 +436,7 @@ def test_training_on_short_examples_as_a_live_stream_cuts_them(tmp_path, mir1k_v
     history = train(model, tracks, tracks, tmp_path / "run", TrainConfig(
         epochs=1, batch_size=2, steps_per_epoch=2, lr=1e-3, threads=1, example_frames=32))
     assert history[0]["frames"] == 2 * 2 * 32
+    assert model.example_frames == model.target_frames == 256  # the run's setting, not the model's
     trained = load(tmp_path / "run" / "best.pt")
     valid = [t.converted(trained.config.sample_rate, mono=False) for t in tracks]
     short, whole = (validation_loss(trained, validation_batches(trained, valid))

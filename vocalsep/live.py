@@ -27,25 +27,28 @@ LIVE_MODEL, LIVE_SEGMENTS = "live", 64
 
 
 class _Silent:
-    """A backend with ``backend``'s frame grid whose masks are zeros (for timing only)."""
+    """A backend with ``backend``'s frame grid (or blocks of ``block`` frames) whose masks are
+    zeros (for timing only)."""
 
-    def __init__(self, backend: MaskBackend):
+    def __init__(self, backend: MaskBackend, block: int | None = None):
         self.config: ModelConfig = backend.config
         self.stereo, self.heard_bins = backend.stereo, backend.heard_bins
-        self.stream_block, self.stream_context = backend.stream_block, backend.stream_context
+        self.stream_block, self.stream_context = block or backend.stream_block, backend.stream_context
 
     def masks(self, mags: np.ndarray) -> np.ndarray:
         return np.zeros((*mags.shape[:-1], self.config.bins), np.float32)
 
 
 def stream_latency(backend: MaskBackend, options: SeparatorOptions, rate: int, channels: int,
-                   chunk: int) -> int:
+                   chunk: int, block: int | None = None) -> int:
     """Samples of delay of a stream fed ``chunk`` samples at a time: the least ``L`` such that
-    output sample ``k`` is always out once input sample ``k + L`` is in."""
-    stream = SeparationStream(_Silent(backend), options, rate, channels)
+    output sample ``k`` is always out once input sample ``k + L`` is in; ``block``: as if
+    ``backend`` were cut into segments of that many frames (the backend is left as it is)."""
+    silent = _Silent(backend, block)
+    stream = SeparationStream(silent, options, rate, channels)
     cfg = backend.config
     # four blocks of the model's frames: the delay repeats from the second on
-    frames = 4 * backend.stream_block + 2 * backend.stream_context + 8
+    frames = 4 * silent.stream_block + 2 * silent.stream_context + 8
     total = int(frames * cfg.hop * rate / cfg.sample_rate) + cfg.n_fft * rate // cfg.sample_rate + chunk
     received = emitted = latency = 0
     silence = np.zeros((channels, chunk), np.float32)
@@ -61,19 +64,14 @@ def segment_for_latency(backend: MaskBackend, options: SeparatorOptions, rate: i
                         chunk: int, seconds: float) -> tuple[int, int]:
     """``(segment, latency in samples)``: the longest segment (the better masks) whose latency
     is at most ``seconds``; ``ValueError`` naming the shortest possible latency if none is."""
-    original = backend.stream_block
     best = None
-    try:
-        for segment in SEGMENTS:
-            backend.stream_block = segment
-            latency = stream_latency(backend, options, rate, channels, chunk)
-            if latency <= seconds * rate:
-                best = (segment, latency)
-            elif best is None:
-                raise ValueError(f"--latency {seconds:g}: the shortest here is "
-                                 f"{latency / rate:.3f} s ({segment}-frame segments)")
-    finally:
-        backend.stream_block = original
+    for segment in SEGMENTS:
+        latency = stream_latency(backend, options, rate, channels, chunk, block=segment)
+        if latency <= seconds * rate:
+            best = (segment, latency)
+        elif best is None:
+            raise ValueError(f"--latency {seconds:g}: the shortest here is "
+                             f"{latency / rate:.3f} s ({segment}-frame segments)")
     return best
 
 

@@ -186,6 +186,21 @@ def train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[
     A killed process fails the others with :class:`~vocalsep.distributed.LostRankError`.
     """
     cfg = config or TrainConfig()
+    own = {k: vars(model)[k] for k in ("example_frames", "target_frames") if k in vars(model)}
+    try:
+        return _train(model, train_tracks, valid_tracks, out_dir, cfg, resume, progress, meta, ranks)
+    finally:  # example_frames is the run's, not the model's: the caller's model keeps its own
+        for k in ("example_frames", "target_frames"):
+            if k in own:
+                setattr(model, k, own[k])
+            else:
+                vars(model).pop(k, None)
+
+
+def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list[Track],
+           out_dir: str | os.PathLike, cfg: TrainConfig, resume: bool,
+           progress: Callable[[int, int, float], None] | None, meta: dict | None,
+           ranks: Ranks) -> list[dict]:
     if cfg.example_frames is not None and cfg.example_frames < 1:
         raise ValueError(f"example frames {cfg.example_frames}: at least 1")
     if cfg.batch_size % ranks.world:

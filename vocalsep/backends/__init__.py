@@ -7,6 +7,7 @@ the precision :func:`choose_precision` picks. torch is imported only on the torc
 """
 from __future__ import annotations
 
+import copy
 import os
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,8 @@ def open_backend(model: str | os.PathLike | SeparationModel | MaskBackend | None
         target = getattr(backend, "model", backend)  # the torch model, or the ONNX one
         if not hasattr(target, "segment"):
             raise ValueError(f"segment: model {backend.config.arch} is not cut into segments")
+        if target is model and backend is not model:  # the caller's torch model: others may
+            target = backend.model = copy.copy(model)  # use it; cut a copy (the same weights)
         target.segment = target.stream_block = backend.stream_block = int(options.segment)
     return backend
 

@@ -171,6 +171,12 @@ def test_cli_train_on_a_stem_folder(tmp_path, mir1k_dir):
     assert load(out / "best.pt").meta["train_config"]["speed"] == 0.05
     r = run_cli("train", "unet", "--data", str(train_root), "--out", str(tmp_path / "run2"))
     assert r.returncode == 1 and "--valid" in r.stderr and "Traceback" not in r.stderr
+    for bad, words in ((["--group-weight", "16000=many", "--balance-groups"], "RATE=WEIGHT"),
+                       (["--group-weight", "16000=2"], "--balance-groups"),
+                       (["--group-weight", "44100=2", "--balance-groups"], "group weights")):
+        r = run_cli("train", "unet", "--data", str(train_root), "--valid", str(valid_root),
+                    "--out", str(tmp_path / "run3"), "--epochs", "1", "--steps-per-epoch", "1", *bad)
+        assert r.returncode == 1 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_stereo_sampler_keeps_channels_and_balances_groups(mir1k_dir):
@@ -200,6 +206,13 @@ def test_stereo_sampler_keeps_channels_and_balances_groups(mir1k_dir):
     assert mix.shape == voc.shape == acc.shape == (3, 2, 257, 16)
     with pytest.raises(ValueError):
         RemixSampler([stereo], 512, 128, frames=16, channels=3)
+    # weighted groups (train --group-weight 2=3): the one track of group 2 three times in four
+    weighted = RemixSampler(tracks, 512, 128, frames=16, seed=0, groups=[1, 1, 1, 2],
+                            balance_groups=True, group_weights={2: 3}, channels=2)
+    firsts = [weighted._first_track(weighted.rng) for _ in range(800)]
+    assert 0.7 < np.mean([i == 3 for i in firsts]) < 0.8
+    with pytest.raises(ValueError, match="group weights"):
+        RemixSampler(tracks, 512, 128, frames=16, groups=[1, 1, 1, 2], group_weights={3: 1})
 
 
 def test_a_batch_is_the_same_however_it_is_shared(mir1k_dir):

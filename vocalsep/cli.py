@@ -280,6 +280,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import is_musdb_root, load_any
     from .train import TrainConfig, train
 
+    group_weights = {}
+    for item in args.group_weight or []:
+        rate, _, weight = item.partition("=")
+        try:
+            group_weights[int(rate)] = float(weight)
+        except ValueError:
+            _fail(f"--group-weight {item}: give RATE=WEIGHT, e.g. 44100=3")
+            return EXIT_ERROR
+    if group_weights and not args.balance_groups:
+        _fail("--group-weight weighs the groups of --balance-groups: give both")
+        return EXIT_ERROR
     train_tracks, valid_tracks = [], []
     for folder in args.data:  # MUSDB18: its own train/valid split unless --valid is given
         train_tracks += load_any(folder, "train", "train")
@@ -302,7 +313,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       remix=args.remix, gain_db=args.gain_db, speed=args.speed, steps_per_epoch=args.steps_per_epoch,
                       patience=args.patience, lr_patience=args.lr_patience,
                       max_minutes=args.max_minutes, threads=args.threads,
-                      balance_groups=args.balance_groups, teacher=args.teacher,
+                      balance_groups=args.balance_groups, group_weights=group_weights or None,
+                      teacher=args.teacher,
                       teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
                       device=device, example_frames=args.example_frames)
     bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
@@ -644,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "from Spleeter's, and separates by the ratio of the two masks)")
     t.add_argument("--balance-groups", action="store_true",
                    help="draw data of each sample rate equally often (e.g. MIR-1K and MUSDB18)")
+    t.add_argument("--group-weight", action="append", default=None, metavar="RATE=W",
+                   help="with --balance-groups: draw data of this sample rate in proportion to W "
+                        "(1 for a rate not named; e.g. 44100=3: three MUSDB18 examples for one "
+                        "of MIR-1K); repeatable")
     t.add_argument("--out", required=True, help="run folder (checkpoints, best.pt, history.csv, loss.png)")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--batch-size", type=int, default=16)

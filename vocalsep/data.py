@@ -135,7 +135,8 @@ class RemixSampler:
     track, e.g. its original sample rate) restricts remixing to tracks of the same group, so
     band-limited voices are never laid over full-band accompaniments (which would teach a model
     that voices have nothing above the narrower band); ``balance_groups`` draws each group
-    equally often, whatever its number of tracks.
+    equally often, whatever its number of tracks, or, with ``group_weights`` (group label →
+    weight, 1 for a group not named), in proportion to its weight.
 
     ``channels`` = 1 gives mono examples (tracks mixed down); 2 gives stereo ones (mono tracks
     on both channels), with the channels of each stem swapped at random when ``swap_channels``.
@@ -149,7 +150,7 @@ class RemixSampler:
     def __init__(self, tracks: list[Track], n_fft: int, hop: int, frames: int, remix: bool = True,
                  gain_db: float = 6.0, seed: int = 0, groups: list | None = None,
                  channels: int = 1, swap_channels: bool = False, balance_groups: bool = False,
-                 speed: float = 0.0):
+                 speed: float = 0.0, group_weights: dict | None = None):
         if not 0 <= speed < 0.5:
             raise ValueError(f"speed {speed}: from 0 to below 0.5")
         groups = list(groups) if groups is not None else [0] * len(tracks)
@@ -158,6 +159,15 @@ class RemixSampler:
         self.partners = [np.flatnonzero([g == h for h in groups]) for g in groups]
         self.groups = [np.flatnonzero([g == h for h in groups]) for g in dict.fromkeys(groups)]
         self.balance_groups = balance_groups
+        labels = list(dict.fromkeys(groups))
+        unknown = set(group_weights or {}) - set(labels)
+        if unknown or any(w < 0 for w in (group_weights or {}).values()):
+            raise ValueError(f"group weights {group_weights}: for the groups {labels}, not negative")
+        weights = np.array([(group_weights or {}).get(g, 1.0) for g in labels], float)
+        if not weights.sum() > 0:
+            raise ValueError(f"group weights {group_weights}: all zero")
+        #: the chance of each group (in the order of :attr:`groups`), or None: all equal
+        self.group_chances = weights / weights.sum() if group_weights else None
         self.channels, self.swap_channels = channels, swap_channels
         #: per track: 1-D signals for mono examples, ``(channels, n)`` otherwise
         self.vocals = [fit_channels(t.vocals, channels) for t in tracks]
@@ -195,7 +205,10 @@ class RemixSampler:
 
     def _first_track(self, rng: np.random.Generator) -> int:
         if self.balance_groups:
-            group = self.groups[int(rng.integers(len(self.groups)))]
+            if self.group_chances is None:
+                group = self.groups[int(rng.integers(len(self.groups)))]
+            else:
+                group = self.groups[int(rng.choice(len(self.groups), p=self.group_chances))]
             return int(group[rng.integers(len(group))])
         return int(rng.integers(len(self.vocals)))
 

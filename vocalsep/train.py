@@ -51,6 +51,7 @@ class TrainConfig:
     threads: int | None = None
     valid_stride: int | None = None  # frames between validation examples
     balance_groups: bool = False  # draw each source rate (e.g. 16 kHz MIR-1K, 44.1 kHz MUSDB) equally
+    group_weights: dict | None = None  # or in proportion to these weights (source rate -> weight)
     teacher: str | None = None  # a model (or "spleeter") whose estimates are a second target
     teacher_rate: int | None = None  # distil only on examples of data at this sample rate
     l2sp: float = 0.0  # weight of the squared distance to the starting weights (L2-SP)
@@ -223,6 +224,7 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                            remix=cfg.remix, gain_db=cfg.gain_db if cfg.remix else 0.0, seed=cfg.seed,
                            groups=groups, channels=2 if model.stereo else 1,
                            swap_channels=model.stereo, balance_groups=cfg.balance_groups,
+                           group_weights=cfg.group_weights,
                            speed=cfg.speed if cfg.remix else 0.0)
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))

@@ -145,8 +145,6 @@ MAX_RAW_LEVEL = 1000.0
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    import tempfile
-
     from .live import LIVE_MODEL, LIVE_SEGMENTS, LiveSeparation, segment_for_latency
     from .separate import Separator, SeparatorOptions
 
@@ -154,7 +152,23 @@ def cmd_live(args: argparse.Namespace) -> int:
             or args.chunk < 1:
         _fail("--rate, --channels (1 to 32) and --chunk must be positive")
         return EXIT_ERROR
-    if args.input is None and (args.rate is None or args.channels is None):
+    from .devices import DeviceError, DeviceInput, DeviceOutput, device_info, list_devices
+
+    try:
+        if args.list_devices:
+            print(list_devices())
+            return 0
+        if args.input_device is not None:  # a recording device: its own rate and up to 2 channels
+            if args.input is not None or args.realtime:
+                _fail("--input-device records as it plays: no input file, no --realtime")
+                return EXIT_ERROR
+            info = device_info(args.input_device, "input")
+            args.rate = args.rate or int(info["default_samplerate"])
+            args.channels = args.channels or min(2, int(info["max_input_channels"]))
+    except DeviceError as err:
+        _fail(str(err))
+        return EXIT_ERROR
+    if args.input is None and args.input_device is None and (args.rate is None or args.channels is None):
         _fail("live: give --rate and --channels of the raw samples on stdin (or an input file or URL)")
         return EXIT_ERROR
     if args.realtime and args.input is None:
@@ -181,14 +195,40 @@ def cmd_live(args: argparse.Namespace) -> int:
         print(f"vocalsep: live: model {name}, {sep.describe()}; {block}-frame "
               f"segments; latency {live.latency} "
               f"samples ({live.latency / args.rate:.3f} s at {args.rate} Hz)", file=sys.stderr, flush=True)
-    if url is None:
-        return _live_loop(args, live, sys.stdin.buffer, "stdin", args.input_format)
+    output = recorder = None
+    try:
+        if args.output_device is not None:
+            dtype = {"f4": "float32", "i2": "int16"}[RAW_FORMATS[args.input_format][0].lstrip("<")]
+            output = DeviceOutput(args.output_device, args.rate, args.channels, dtype)
+        if args.input_device is not None:
+            recorder = DeviceInput(args.input_device, args.rate, args.channels, args.chunk)
+            code = _live_loop(args, live, recorder, f"sound device {recorder.name!r}", "f32le", output)
+            if recorder.overflows:
+                print(f"vocalsep: live: {recorder.overflows} times the recording ran ahead of the "
+                      f"reading and samples were lost", file=sys.stderr, flush=True)
+            return code
+        if url is None:
+            return _live_loop(args, live, sys.stdin.buffer, "stdin", args.input_format, output)
+        return _live_from_url(args, live, url, output)
+    except DeviceError as err:
+        _fail(str(err))
+        return EXIT_ERROR
+    finally:
+        for device in (output, recorder):
+            if device is not None:
+                device.close()
+
+
+def _live_from_url(args: argparse.Namespace, live, url: list[str], output) -> int:
+    """:func:`_live_loop` over ffmpeg decoding ``url`` as it goes; its errors in one line."""
+    import tempfile
+
     from .audio import start_live_decoder
 
     with tempfile.TemporaryFile() as log:
         decoder = start_live_decoder(url, args.rate, args.channels, log)
         try:
-            code = _live_loop(args, live, decoder.stdout, args.input, "f32le")
+            code = _live_loop(args, live, decoder.stdout, args.input, "f32le", output)
             if code == 0 and decoder.wait(timeout=30) != 0:  # the end of its output: did it fail?
                 log.seek(0)
                 lines = log.read().decode(errors="replace").strip().splitlines() or ["no message"]
@@ -203,9 +243,10 @@ def cmd_live(args: argparse.Namespace) -> int:
     return code
 
 
-def _live_loop(args: argparse.Namespace, live, source, name: str, in_format: str) -> int:
+def _live_loop(args: argparse.Namespace, live, source, name: str, in_format: str, output=None) -> int:
     """Read ``source`` (raw ``in_format`` samples) to its end, feed ``live``, write the stems
-    (raw, in ``--input-format``) as they come; count late blocks. The exit code."""
+    (raw, in ``--input-format``) as they come, ``--stem`` to ``output`` (a sound device) if
+    given; count late blocks. The exit code."""
     import numpy as np
 
     from .live import RealTime
@@ -219,11 +260,13 @@ def _live_loop(args: argparse.Namespace, live, source, name: str, in_format: str
         for stem, path in (("vocals", args.vocals), ("accompaniment", args.accompaniment)):
             if path:
                 files[stem] = open(path, "wb")
-        sinks = files or {args.stem: sys.stdout.buffer}
+        sinks = list(files.items())
+        if output is not None or not files:
+            sinks.append((args.stem, output or sys.stdout.buffer))
 
         def write(pieces) -> None:
             for vocals, acc in pieces:
-                for stem, sink in sinks.items():
+                for stem, sink in sinks:
                     x = (vocals if stem == "vocals" else acc).T
                     if out_scale != 1.0:
                         x = np.clip(np.rint(x * out_scale), -out_scale, out_scale - 1)
@@ -619,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("-m", "--model", default=None,
                     help="a shipped model or a file (default: 'live' for a --latency of 64-frame "
                          "segments or less, 1.556 s at 44.1 kHz; 'default' otherwise)")
+    lv.add_argument("--input-device", default=None, metavar="DEVICE",
+                    help="record from this sound device (an index or part of a name from "
+                         "--list-devices; the live extra and PortAudio) instead of stdin; stop with Ctrl-C")
+    lv.add_argument("--output-device", default=None, metavar="DEVICE",
+                    help="play --stem on this sound device instead of writing it to stdout")
+    lv.add_argument("--list-devices", action="store_true", help="list the sound devices and stop")
     lv.add_argument("-v", "--verbose", action="store_true", help="say the latency, model and runtime")
     lv.set_defaults(func=cmd_live)
 

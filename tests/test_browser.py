@@ -140,10 +140,21 @@ def test_page_separates_a_song(browser, server, mir1k_test_clip, tmp_path):
         shutil.copyfile(shot, target)
 
 
-def test_the_song_without_its_voice_plays_while_it_is_separated(browser, server, mir1k_quality_clips,
-                                                                tmp_path):
+def test_the_song_without_its_voice_plays_while_it_is_separated(browser, mir1k_quality_clips, tmp_path):
     """The player under the progress bar streams the accompaniment (``/api/jobs/ID/live``) and
-    Chromium plays it while the job is still running."""
+    Chromium plays it while the job is still running; the server, stopped while the page still
+    listens, cuts the stream and exits by itself."""
+    server = Server(tmp_path / "jobs", model="default")
+    try:
+        _plays_while_separated(browser, server, mir1k_quality_clips, tmp_path)
+        server.stop()
+        # SIGTERM's own exit, not the kill that stop() sends when its wait runs out
+        assert server.proc.returncode in (0, -signal.SIGTERM), server.proc.returncode
+    finally:
+        server.stop()
+
+
+def _plays_while_separated(browser, server, mir1k_quality_clips, tmp_path) -> None:
     clips = [read_audio(c).samples for c in mir1k_quality_clips]
     song = np.concatenate(clips * -(-300 // sum(c.shape[1] // 16000 for c in clips)), axis=1)
     path = tmp_path / "long song.flac"
@@ -165,7 +176,3 @@ def test_the_song_without_its_voice_plays_while_it_is_separated(browser, server,
     assert error is None and "running" in heard, (error, sorted(set(heard)))
     # still playing after the job is done: the player stays
     assert browser.find_element(By.ID, "live").is_displayed()
-    # the server stopped while the page still listens: the stream is cut, the server exits by
-    # itself (SIGTERM's own exit, not the kill that stop() sends after waiting 30 s)
-    server.stop()
-    assert server.proc.returncode in (0, -signal.SIGTERM), server.proc.returncode

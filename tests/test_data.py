@@ -173,10 +173,13 @@ def test_cli_train_on_a_stem_folder(tmp_path, mir1k_dir):
     assert r.returncode == 1 and "--valid" in r.stderr and "Traceback" not in r.stderr
     for bad, words in ((["--group-weight", "16000=many", "--balance-groups"], "RATE=WEIGHT"),
                        (["--group-weight", "16000=2"], "--balance-groups"),
-                       (["--group-weight", "44100=2", "--balance-groups"], "group weights")):
+                       (["--group-weight", "16000=nan", "--balance-groups"], "finite"),
+                       (["--speed", "0.1", "--no-remix"], "--no-remix"),
+                       (["--group-weight", "44100=2", "--balance-groups"], "no training data at that rate")):
         r = run_cli("train", "unet", "--data", str(train_root), "--valid", str(valid_root),
                     "--out", str(tmp_path / "run3"), "--epochs", "1", "--steps-per-epoch", "1", *bad)
         assert r.returncode == 1 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "run3").exists()  # refused before anything is written
 
 
 def test_stereo_sampler_keeps_channels_and_balances_groups(mir1k_dir):

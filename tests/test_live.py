@@ -106,8 +106,9 @@ def test_segments_shorter_than_the_networks_grid_are_padded(song):
 
 
 def test_a_shared_torch_model_keeps_its_own_segment(song):
-    """A loaded model given to a Separator with a segment (as `vocalsep live` and a server's
-    threads do): that separator cuts short segments, the model and its other users do not."""
+    """A loaded model (torch, or ONNX) given to a Separator with a segment (as `vocalsep live`
+    and a server's threads do): that separator cuts short segments, the model and its other
+    users do not."""
     from vocalsep.models import load
 
     mixture, rate = song
@@ -120,6 +121,9 @@ def test_a_shared_torch_model_keeps_its_own_segment(song):
     again = Separator(model, SeparatorOptions(runtime="torch")).separate(excerpt, rate)["vocals"]
     np.testing.assert_array_equal(again, whole)
     assert np.abs(cut - whole).max() > 1e-3
+    onnx = Separator("live").backend  # the same for a loaded ONNX model
+    assert Separator(onnx, SeparatorOptions(segment=32)).backend.stream_block == 32
+    assert onnx.segment == onnx.stream_block == 512
 
 
 def test_a_file_played_at_its_own_speed_is_the_piped_stream(tmp_path, song):

@@ -8,12 +8,20 @@ set ``VOCALSEP_DEBUG=1`` to see tracebacks.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from .pipeline.plan import MASKS, PRECISIONS, RECONSTRUCTIONS, RUNTIMES  # torch-free
+
+if TYPE_CHECKING:
+    from .devices import DeviceOutput
+    from .live import LiveSeparation
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -145,8 +153,9 @@ MAX_RAW_LEVEL = 1000.0
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from .live import LIVE_MODEL, LIVE_SEGMENTS, LiveSeparation, segment_for_latency
-    from .separate import Separator, SeparatorOptions
+    import numpy as np
+
+    from .live import LiveSeparation, live_separator
 
     if (args.rate is not None and args.rate < 1) or (args.channels is not None and not 1 <= args.channels <= 32) \
             or args.chunk < 1:
@@ -179,16 +188,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         from .audio import live_source
 
         url, args.rate, args.channels = live_source(args.input, args.rate, args.channels)
-    name, sep = args.model or "default", Separator(args.model)
-    if args.latency is not None:  # the same loaded model, cut into the chosen segments
-        segment, _ = segment_for_latency(sep.backend, sep.options, args.rate, args.channels,
-                                         args.chunk, args.latency)
-        model = sep.model
-        if args.model is None and segment <= LIVE_SEGMENTS:
-            # the model fine-tuned for short segments hears better there (docs/live.md); it has
-            # the default's STFT and band, so the segment and the latency stay the same
-            name = model = LIVE_MODEL
-        sep = Separator(model, SeparatorOptions(segment=segment))
+    sep, name = live_separator(args.model, args.rate, args.channels, args.chunk, args.latency)
     live = LiveSeparation(sep, args.rate, args.channels, args.chunk)
     if args.verbose:
         block = sep.backend.stream_block
@@ -198,15 +198,11 @@ def cmd_live(args: argparse.Namespace) -> int:
     output = recorder = None
     try:
         if args.output_device is not None:
-            dtype = {"f4": "float32", "i2": "int16"}[RAW_FORMATS[args.input_format][0].lstrip("<")]
-            output = DeviceOutput(args.output_device, args.rate, args.channels, dtype)
+            output = DeviceOutput(args.output_device, args.rate, args.channels,
+                                  np.dtype(RAW_FORMATS[args.input_format][0]).name)
         if args.input_device is not None:
             recorder = DeviceInput(args.input_device, args.rate, args.channels, args.chunk)
-            code = _live_loop(args, live, recorder, f"sound device {recorder.name!r}", "f32le", output)
-            if recorder.overflows:
-                print(f"vocalsep: live: {recorder.overflows} times the recording ran ahead of the "
-                      f"reading and samples were lost", file=sys.stderr, flush=True)
-            return code
+            return _live_loop(args, live, recorder, f"sound device {recorder.name!r}", "f32le", output)
         if url is None:
             return _live_loop(args, live, sys.stdin.buffer, "stdin", args.input_format, output)
         return _live_from_url(args, live, url, output)
@@ -214,12 +210,17 @@ def cmd_live(args: argparse.Namespace) -> int:
         _fail(str(err))
         return EXIT_ERROR
     finally:
-        for device in (output, recorder):
+        for device, lost in ((recorder, "recorded samples were lost (the reading fell behind)"),
+                             (output, "the device ran out of samples to play")):
             if device is not None:
                 device.close()
+                if device.glitches:
+                    print(f"vocalsep: live: {device.name}: {device.glitches} times {lost}",
+                          file=sys.stderr, flush=True)
 
 
-def _live_from_url(args: argparse.Namespace, live, url: list[str], output) -> int:
+def _live_from_url(args: argparse.Namespace, live: "LiveSeparation", url: list[str],
+                   output: "DeviceOutput | None") -> int:
     """:func:`_live_loop` over ffmpeg decoding ``url`` as it goes; its errors in one line."""
     import tempfile
 
@@ -243,10 +244,43 @@ def _live_from_url(args: argparse.Namespace, live, url: list[str], output) -> in
     return code
 
 
-def _live_loop(args: argparse.Namespace, live, source, name: str, in_format: str, output=None) -> int:
-    """Read ``source`` (raw ``in_format`` samples) to its end, feed ``live``, write the stems
-    (raw, in ``--input-format``) as they come, ``--stem`` to ``output`` (a sound device) if
-    given; count late blocks. The exit code."""
+class _CtrlC:
+    """Ctrl-C (SIGINT) during a live loop: it interrupts only a wait for input, where nothing is
+    half done; at any other moment it is noted (:attr:`requested`) and the loop stops after the
+    block in hand, so every stem gets the same samples and the stream's state stays whole."""
+
+    def __enter__(self) -> "_CtrlC":
+        self.requested = self.waiting = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def __call__(self, signum: int, frame) -> None:
+        self.requested = True
+        if self.waiting:
+            raise KeyboardInterrupt
+
+    def read(self, source: BinaryIO, size: int) -> bytes:
+        """``source.read(size)``, or KeyboardInterrupt if Ctrl-C came before or during it."""
+        self.waiting = True
+        try:
+            if self.requested:
+                raise KeyboardInterrupt
+            return source.read(size)
+        finally:
+            self.waiting = False
+
+
+def _live_loop(args: argparse.Namespace, live: "LiveSeparation", source: BinaryIO, name: str,
+               in_format: str, output: "DeviceOutput | None" = None) -> int:
+    """Read ``source`` (raw ``in_format`` samples) to its end or Ctrl-C, feed ``live``, write
+    the stems (raw, in ``--input-format``) as they come, ``--stem`` to ``output`` (a sound
+    device) if given; count late blocks. The exit code."""
     import numpy as np
 
     from .live import RealTime
@@ -274,39 +308,42 @@ def _live_loop(args: argparse.Namespace, live, source, name: str, in_format: str
                     sink.flush()
 
         read, code = 0, 0
-        try:
-            while True:
-                data = source.read(args.chunk * width)
-                whole = len(data) // width * width
-                if whole:
-                    block = np.frombuffer(data[:whole], dtype=in_dtype).reshape(-1, args.channels).T
-                    block = block.astype(np.float32)
-                    if in_scale != 1.0:
-                        block /= np.float32(in_scale)
-                    with np.errstate(invalid="ignore"):  # NaN compares false: found by isfinite
-                        wrong = ~np.isfinite(block) | (np.abs(block) > MAX_RAW_LEVEL)
-                    if wrong.any():
-                        bad = read + int(np.flatnonzero(wrong.any(axis=0))[0])
-                        raise ValueError(f"{name}: sample {bad} is NaN, infinite or far above full "
-                                         f"scale (is the input really {in_format}?)")
-                    read += block.shape[1]
-                    clock.arrived(block.shape[1])
-                    write(live.feed(block))
-                    behind = clock.written()
-                    if behind and clock.late == 1:
-                        print(f"vocalsep: live: warning: falling behind real time ({behind * 1000:.0f} ms "
-                              f"at {read / args.rate:.1f} s of input); the output stays continuous",
-                              file=sys.stderr, flush=True)
-                if len(data) < args.chunk * width:  # the end of the stream
-                    if len(data) != whole:
-                        _fail(f"{name}: the stream stopped in the middle of a sample ({len(data) - whole} "
-                              f"bytes left over; {in_format}, {args.channels} channels)")
-                        code = EXIT_ERROR
-                    break
-        except KeyboardInterrupt:
-            code = EXIT_INTERRUPTED
-        finally:
-            write(live.finish())
+        with _CtrlC() as ctrl_c:
+            try:
+                while not ctrl_c.requested:
+                    data = ctrl_c.read(source, args.chunk * width)
+                    whole = len(data) // width * width
+                    if whole:
+                        block = np.frombuffer(data[:whole], dtype=in_dtype).reshape(-1, args.channels).T
+                        block = block.astype(np.float32)
+                        if in_scale != 1.0:
+                            block /= np.float32(in_scale)
+                        with np.errstate(invalid="ignore"):  # NaN compares false: found by isfinite
+                            wrong = ~np.isfinite(block) | (np.abs(block) > MAX_RAW_LEVEL)
+                        if wrong.any():
+                            bad = read + int(np.flatnonzero(wrong.any(axis=0))[0])
+                            raise ValueError(f"{name}: sample {bad} is NaN, infinite or far above full "
+                                             f"scale (is the input really {in_format}?)")
+                        read += block.shape[1]
+                        clock.arrived(block.shape[1])
+                        write(live.feed(block))
+                        behind = clock.written()
+                        if behind and clock.late == 1:
+                            print(f"vocalsep: live: warning: falling behind real time ({behind * 1000:.0f} ms "
+                                  f"at {read / args.rate:.1f} s of input); the output stays continuous",
+                                  file=sys.stderr, flush=True)
+                    if len(data) < args.chunk * width:  # the end of the stream
+                        if len(data) != whole:
+                            _fail(f"{name}: the stream stopped in the middle of a sample ({len(data) - whole} "
+                                  f"bytes left over; {in_format}, {args.channels} channels)")
+                            code = EXIT_ERROR
+                        break
+                if ctrl_c.requested:
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                code = EXIT_INTERRUPTED
+            finally:
+                write(live.finish())
     finally:
         for f in files.values():
             f.close()
@@ -334,6 +371,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if group_weights and not args.balance_groups:
         _fail("--group-weight weighs the groups of --balance-groups: give both")
         return EXIT_ERROR
+    if not all(math.isfinite(w) and w >= 0 for w in group_weights.values()) \
+            or (group_weights and not sum(group_weights.values()) > 0):
+        _fail("--group-weight: weights must be finite, not negative, and not all zero")
+        return EXIT_ERROR
+    if not 0 <= args.speed < 0.5 or (args.speed and not args.remix):
+        _fail("--speed: from 0 to below 0.5, and only for remixed examples (not with --no-remix)")
+        return EXIT_ERROR
     train_tracks, valid_tracks = [], []
     for folder in args.data:  # MUSDB18: its own train/valid split unless --valid is given
         train_tracks += load_any(folder, "train", "train")
@@ -343,6 +387,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         valid_tracks += load_any(folder, "train", "valid")
     if not valid_tracks:
         _fail(f"{args.data[0]}: not a MUSDB18 root, so --valid DIR is needed for model selection")
+        return EXIT_ERROR
+    rates = sorted({t.rate for t in train_tracks})
+    if set(group_weights) - set(rates):
+        _fail(f"--group-weight {', '.join(map(str, sorted(set(group_weights) - set(rates))))}: "
+              f"no training data at that rate (the data's rates: {', '.join(map(str, rates))})")
         return EXIT_ERROR
     import torch
 

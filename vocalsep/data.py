@@ -150,7 +150,7 @@ class RemixSampler:
     def __init__(self, tracks: list[Track], n_fft: int, hop: int, frames: int, remix: bool = True,
                  gain_db: float = 6.0, seed: int = 0, groups: list | None = None,
                  channels: int = 1, swap_channels: bool = False, balance_groups: bool = False,
-                 speed: float = 0.0, group_weights: dict | None = None):
+                 speed: float = 0.0, group_weights: dict[int, float] | None = None):
         if not 0 <= speed < 0.5:
             raise ValueError(f"speed {speed}: from 0 to below 0.5")
         groups = list(groups) if groups is not None else [0] * len(tracks)
@@ -161,8 +161,9 @@ class RemixSampler:
         self.balance_groups = balance_groups
         labels = list(dict.fromkeys(groups))
         unknown = set(group_weights or {}) - set(labels)
-        if unknown or any(w < 0 for w in (group_weights or {}).values()):
-            raise ValueError(f"group weights {group_weights}: for the groups {labels}, not negative")
+        if unknown or not all(np.isfinite(w) and w >= 0 for w in (group_weights or {}).values()):
+            raise ValueError(f"group weights {group_weights}: for the groups {labels}, finite and "
+                             f"not negative")
         weights = np.array([(group_weights or {}).get(g, 1.0) for g in labels], float)
         if not weights.sum() > 0:
             raise ValueError(f"group weights {group_weights}: all zero")
@@ -194,9 +195,10 @@ class RemixSampler:
         if not self.speed:
             return self._excerpt(rng, signal)[0]
         factor = float(rng.uniform(1 - self.speed, 1 + self.speed))
-        source, _ = self._excerpt(rng, signal, length=int(np.ceil(self.length * factor)) + 1)
+        margin = 64  # output samples dropped at each end, where the resampler's filter is cut
+        source, _ = self._excerpt(rng, signal, length=int(np.ceil((self.length + 2 * margin) * factor)) + 1)
         played = soxr.resample(source.T, factor, 1.0, quality="HQ").T  # factor x faster
-        return self._excerpt(rng, np.ascontiguousarray(played), offset=0)[0]
+        return self._excerpt(rng, np.ascontiguousarray(played), offset=margin)[0]
 
     def _swap(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
         if self.swap_channels and x.ndim == 2 and rng.random() < 0.5:

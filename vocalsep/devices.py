@@ -33,66 +33,90 @@ def list_devices() -> str:
     return str(_sounddevice().query_devices())
 
 
+def device_key(device: str) -> int | str:
+    """What PortAudio is given for ``device``: an index, or a part of a name."""
+    return int(device) if device.isdigit() else device
+
+
 def device_info(device: str, kind: str) -> dict:
     """``query_devices`` of ``device`` (an index or a part of a name) for ``kind`` ``"input"``
     or ``"output"``: its name, channels and default sample rate. DeviceError if none fits."""
     sd = _sounddevice()
-    key: int | str = int(device) if device.isdigit() else device
     try:
-        info = sd.query_devices(key, kind)
+        info = sd.query_devices(device_key(device), kind)
     except (ValueError, sd.PortAudioError) as err:
         raise DeviceError(f"sound device {device!r}: {str(err).splitlines()[0]} "
                           f"(vocalsep live --list-devices lists them)") from None
     return dict(info)
 
 
-class DeviceInput:
-    """A recording ``device`` as a raw stream: ``read(n)`` returns ``n`` bytes of float32
-    samples, ``channels`` interleaved, at ``rate`` Hz; recorded samples lost because the reader
-    fell behind are counted in :attr:`overflows`."""
+class _Device:
+    """One open PortAudio stream of ``kind`` (``"input"`` or ``"output"``); its errors are
+    :class:`DeviceError` naming the device; :attr:`glitches` counts the blocks PortAudio
+    reported lost (input overflow, output underflow)."""
 
-    def __init__(self, device: str, rate: int, channels: int, blocksize: int):
+    def __init__(self, device: str, kind: str, rate: int, channels: int, dtype: str,
+                 blocksize: int = 0):
         sd = _sounddevice()
-        info = device_info(device, "input")
-        self.name, self.width, self.overflows = info["name"], 4 * channels, 0
+        self._error = sd.PortAudioError
+        info = device_info(device, kind)
+        self.name, self.glitches = info["name"], 0
+        self.width = channels * (4 if dtype == "float32" else 2)  # bytes per frame
+        opener = sd.RawInputStream if kind == "input" else sd.RawOutputStream
+        self.stream = None
         try:
-            self.stream = sd.RawInputStream(samplerate=rate, channels=channels, dtype="float32",
-                                            device=info["index"], blocksize=blocksize)
+            self.stream = opener(samplerate=rate, channels=channels, dtype=dtype, device=device_key(device),
+                                 blocksize=blocksize)
             self.stream.start()
-        except sd.PortAudioError as err:
-            raise DeviceError(f"sound device {self.name!r}: cannot record {channels} channels at "
-                              f"{rate} Hz ({err})") from None
+        except self._error as err:
+            self.close()
+            raise DeviceError(f"sound device {self.name!r}: cannot open it for {channels} channels "
+                              f"of {dtype} at {rate} Hz ({err})") from None
 
-    def read(self, n: int) -> bytes:
-        data, overflowed = self.stream.read(n // self.width)
-        self.overflows += bool(overflowed)
-        return bytes(data)
+    def _failed(self, err: Exception) -> DeviceError:
+        return DeviceError(f"sound device {self.name!r}: {err}")
 
     def close(self) -> None:
-        self.stream.close()
+        """Stop the stream (an output plays what it holds first), then close it."""
+        if self.stream is not None:
+            try:
+                if self.stream.active:
+                    self.stream.stop()
+            finally:
+                self.stream.close()
+                self.stream = None
 
 
-class DeviceOutput:
+class DeviceInput(_Device):
+    """A recording ``device`` as a raw stream: ``read(n)`` returns ``n`` bytes of float32
+    samples, ``channels`` interleaved, at ``rate`` Hz, waiting until they are recorded."""
+
+    def __init__(self, device: str, rate: int, channels: int, blocksize: int):
+        super().__init__(device, "input", rate, channels, "float32", blocksize)
+
+    def read(self, n: int) -> bytes:
+        try:
+            data, overflowed = self.stream.read(n // self.width)
+        except self._error as err:
+            raise self._failed(err) from None
+        self.glitches += bool(overflowed)
+        return bytes(data)
+
+
+class DeviceOutput(_Device):
     """A playing ``device`` as a raw sink: ``write`` plays bytes of ``dtype`` samples
     (``"float32"`` or ``"int16"``), ``channels`` interleaved, at ``rate`` Hz."""
 
     def __init__(self, device: str, rate: int, channels: int, dtype: str):
-        sd = _sounddevice()
-        info = device_info(device, "output")
-        self.name = info["name"]
-        try:
-            self.stream = sd.RawOutputStream(samplerate=rate, channels=channels, dtype=dtype,
-                                             device=info["index"])
-            self.stream.start()
-        except sd.PortAudioError as err:
-            raise DeviceError(f"sound device {self.name!r}: cannot play {channels} channels at "
-                              f"{rate} Hz ({err})") from None
+        super().__init__(device, "output", rate, channels, dtype)
 
     def write(self, data: bytes) -> None:
-        self.stream.write(data)
+        try:
+            underflowed = self.stream.write(data)
+        except self._error as err:
+            raise self._failed(err) from None
+        self.glitches += bool(underflowed)
 
     def flush(self) -> None:
-        """Nothing to do: :meth:`write` returns once PortAudio holds the samples."""
-
-    def close(self) -> None:
-        self.stream.close()
+        """Nothing to do here: :meth:`write` returns once PortAudio holds the samples, and
+        :meth:`close` waits until they are played."""

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import ModelConfig
 from .pipeline.plan import SHORT_SEGMENTS, SeparatorOptions
 from .pipeline.stream import MaskBackend, SeparationStream
+
+if TYPE_CHECKING:
+    from .separate import Separator
 
 #: the segment lengths (frames) a live separation may use, shortest first (below 64: each
 #: segment padded to 64 frames)
@@ -75,11 +79,30 @@ def segment_for_latency(backend: MaskBackend, options: SeparatorOptions, rate: i
     return best
 
 
+def live_separator(model: str | None, rate: int, channels: int, chunk: int,
+                   seconds: float | None) -> tuple["Separator", str]:
+    """The separator `vocalsep live` runs, and its model's name: ``model`` (None: the default)
+    cut into the longest segments whose latency is at most ``seconds`` (None: its own
+    segments). Without ``model``, segments of up to :data:`LIVE_SEGMENTS` frames take
+    :data:`LIVE_MODEL`, fine-tuned for them (docs/live.md), its segment found on its own grid.
+    ``ValueError`` if no segment is short enough."""
+    from .separate import Separator
+
+    name, separator = model or "default", Separator(model)
+    if seconds is None:
+        return separator, name
+    segment, _ = segment_for_latency(separator.backend, separator.options, rate, channels, chunk, seconds)
+    if model is None and segment <= LIVE_SEGMENTS:
+        name, separator = LIVE_MODEL, Separator(LIVE_MODEL)
+        segment, _ = segment_for_latency(separator.backend, separator.options, rate, channels, chunk, seconds)
+    return Separator(separator.model, SeparatorOptions(segment=segment)), name
+
+
 class LiveSeparation:
     """One stream at ``rate`` Hz with ``channels``, fed ``chunk`` samples at a time: each
     :meth:`feed` gives the stems' samples that are due, delayed by exactly :attr:`latency`."""
 
-    def __init__(self, separator, rate: int, channels: int, chunk: int):
+    def __init__(self, separator: "Separator", rate: int, channels: int, chunk: int):
         self.stream = separator.stream(rate, channels)
         self.latency = stream_latency(separator.backend, separator.options, rate, channels, chunk)
         self.channels = channels

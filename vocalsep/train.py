@@ -51,7 +51,7 @@ class TrainConfig:
     threads: int | None = None
     valid_stride: int | None = None  # frames between validation examples
     balance_groups: bool = False  # draw each source rate (e.g. 16 kHz MIR-1K, 44.1 kHz MUSDB) equally
-    group_weights: dict | None = None  # or in proportion to these weights (source rate -> weight)
+    group_weights: dict[int, float] | None = None  # or in proportion to these weights (source rate -> weight)
     teacher: str | None = None  # a model (or "spleeter") whose estimates are a second target
     teacher_rate: int | None = None  # distil only on examples of data at this sample rate
     l2sp: float = 0.0  # weight of the squared distance to the starting weights (L2-SP)

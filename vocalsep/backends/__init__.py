@@ -32,8 +32,12 @@ def open_backend(model: str | os.PathLike | SeparationModel | MaskBackend | None
         target = getattr(backend, "model", backend)  # the torch model, or the ONNX one
         if not hasattr(target, "segment"):
             raise ValueError(f"segment: model {backend.config.arch} is not cut into segments")
-        if target is model and backend is not model:  # the caller's torch model: others may
-            target = backend.model = copy.copy(model)  # use it; cut a copy (the same weights)
+        if target is model:  # the caller's own model, which others may use: cut a shallow
+            target = copy.copy(model)  # copy (the same weights, the same ONNX session)
+            if backend is model:
+                backend = target
+            else:
+                backend.model = target
         target.segment = target.stream_block = backend.stream_block = int(options.segment)
     return backend
 

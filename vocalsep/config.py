@@ -14,7 +14,8 @@ from typing import Any
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = "default"
 #: shipped model name → file in ``vocalsep/pretrained`` (an ``.onnx`` twin may sit beside it)
-SHIPPED = {"default": "default.pt", "small": "small.pt", "paper": "paper.pt", "live": "live.pt"}
+SHIPPED = {"default": "default.pt", "small": "small.pt", "paper": "paper.pt", "live": "live.pt",
+           "hq": "hq.pt"}
 
 
 class ModelError(ValueError):

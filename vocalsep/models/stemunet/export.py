@@ -77,9 +77,9 @@ def _store_half(graph) -> None:
 
 
 def _store_int8(graph) -> None:
-    """Store each float32 weight of 2 or more axes as int8 and a float32 scale per first-axis
-    slice, followed by a Cast and a Mul back to float32 under its old name (folded away when a
-    session loads)."""
+    """Store each float32 weight of 2 or more axes as int8 and float32 scales (one per kernel:
+    :func:`~vocalsep.models.quantize.quantize`), followed by a Cast and a Mul back to float32
+    under its old name (folded away when a session loads)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from ..quantize import quantize

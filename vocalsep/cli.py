@@ -641,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--example", action="store_true",
                    help="also separate the MUSDB18 song shipped inside the stempeg package")
     s.add_argument("-m", "--model", "-n", "--name", "-p", default=None,
-                   help="shipped model name (default, small, paper), or a .pt or .onnx file "
+                   help="shipped model name (default, hq, small, paper, live), or a .pt or .onnx file "
                         "(default: default; -n as in Demucs, -p as in Spleeter)")
     s.add_argument("--reconstruct", choices=RECONSTRUCTIONS, default="istft",
                    help="istft: the mask on the complex STFT, inverted (default); griffinlim: the "
@@ -708,9 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the most delay you accept: shorter segments, a little less quality "
                          "(default: the model's own segments, about 12 s for the default)")
     lv.add_argument("--chunk", type=int, default=1024, help="samples read at a time (default: 1024)")
-    lv.add_argument("-m", "--model", default=None,
-                    help="a shipped model or a file (default: 'live' for a --latency of 64-frame "
-                         "segments or less, 1.556 s at 44.1 kHz; 'default' otherwise)")
+    live_help = ("a shipped model or a file (default: 'live' where --latency gives segments of 64 "
+                 "frames or fewer, below about 3 s at 44.1 kHz; 'default' otherwise)")
+    lv.add_argument("-m", "--model", default=None, help=live_help)
     lv.add_argument("--input-device", default=None, metavar="DEVICE",
                     help="record from this sound device (an index or part of a name from "
                          "--list-devices; the live extra and PortAudio) instead of stdin; stop with Ctrl-C")

@@ -42,7 +42,7 @@ def main() -> None:
                         "or an average (scripts/average_models.py)")
     p.add_argument("--half", action="store_true", help="store the weights as float16")
     p.add_argument("--int8", action="store_true",
-                   help="store the convolutions' weights as int8 with a scale per filter (with --half: "
+                   help="store the convolutions' weights as int8 with a scale per kernel (with --half: "
                         "the rest as float16), e.g. two networks in under 25 MB")
     p.add_argument("--onnx", action="store_true", help="also write NAME.onnx (stemunet models)")
     args = p.parse_args()
@@ -66,7 +66,7 @@ def main() -> None:
         f"- input: {'stereo (a mask per channel; mono on both channels)' if model.stereo else 'mono'}, "
         f"{cfg.sample_rate} Hz, STFT n_fft {cfg.n_fft}, hop {cfg.hop}",
         "- weights stored as float16 (computed in float32)" if args.half and not args.int8 else None,
-        "- convolution weights stored as int8 with a float scale per filter, the rest as "
+        "- convolution weights stored as int8 with a float scale per kernel, the rest as "
         f"{'float16' if args.half else 'float32'} (computed in float32)" if args.int8 else None,
         f"- configuration: `{json.dumps(cfg.params)}`",
         f"- training data: {meta.get('data', '?')}",

@@ -61,18 +61,18 @@ def test_karaoke_clip_16k_mono(mir1k_test_clip, separator):
 def test_hq_hears_a_studio_song_better_than_the_default(example_song):
     """``-m hq`` (two networks, vocals and accompaniment, on the full 0-11 kHz band, separating
     by the ratio of their masks; docs/bench/studio-songs): on the stempeg example, a MUSDB18
-    test track that no model here trained or was chosen on, both stems are closer to the
-    truth than the default's; ONNX Runtime gives torch's stems."""
+    test track that no model here trained or was chosen on, its vocals (and so its
+    accompaniment, the rest of the mixture) are closer to the truth than the default's; ONNX
+    Runtime gives torch's stems."""
     from vocalsep.separate import SeparatorOptions
 
     mixture, vocals, rate = example_song
-    accompaniment = mixture - vocals
-    hq = Separator("hq").separate(mixture, rate)
-    assert "ONNX Runtime" in Separator("hq").describe()
+    separator = Separator("hq")
+    assert "ONNX Runtime" in separator.describe()
+    hq = separator.separate(mixture, rate)
     default = Separator("default").separate(mixture, rate)
     assert snr_db(vocals, hq["vocals"]) > snr_db(vocals, default["vocals"]) + 0.25
-    assert snr_db(accompaniment, hq["accompaniment"]) > snr_db(accompaniment, default["accompaniment"]) + 0.25
     model = load("hq")
     assert model.net.accompaniment is not None and model.config.params["bins"] == 1024
     in_torch = Separator("hq", SeparatorOptions(runtime="torch", precision="float32")).separate(mixture, rate)
-    np.testing.assert_allclose(in_torch["vocals"], hq["vocals"], atol=2e-4)
+    np.testing.assert_allclose(in_torch["vocals"], hq["vocals"], atol=1e-5)

@@ -448,9 +448,10 @@ def test_training_on_short_examples_as_a_live_stream_cuts_them(tmp_path, mir1k_v
 @needs_spleeter
 def test_int8_weights_are_a_quarter_and_run_the_same_in_onnx(tmp_path):
     """``save(..., int8=True)`` (``ship_model.py --int8``): each convolution's weights as int8
-    with a scale per filter, within half a step of the original; loaded back as float32; the
-    ONNX export with ``int8`` stores the same integers and runs what the loaded model computes.
-    Spleeter's weights (both networks), so the rounding is that of a real model's."""
+    with a scale per kernel, within half a step of the original; loaded back as float32; the
+    ONNX export with ``int8`` stores the same integers and runs what the loaded model computes,
+    also for a file of before 2026-12-02 (a scale per filter). Spleeter's weights (both
+    networks), so the rounding is that of a real model's."""
     pytest.importorskip("onnx")
     from vocalsep.backends.onnx import OnnxModel
     from vocalsep.models import save
@@ -481,4 +482,16 @@ def test_int8_weights_are_a_quarter_and_run_the_same_in_onnx(tmp_path):
     assert 0 < np.abs(want - before).mean() < 0.005  # rounded, not broken
     onnx_file = export_onnx(loaded, tmp_path / "int8.onnx", "0" * 64, int8=True)
     assert onnx_file.stat().st_size < 1.05 * small.stat().st_size
+    np.testing.assert_allclose(OnnxModel(onnx_file, threads=1).mask(song.numpy()), want, atol=1e-5)
+
+    # an older file: a scale per filter, its export on the same grid (not rounded again)
+    old = {k: quantize(v, "filter") if k in blob["int8_scales"] else (v, None)
+           for k, v in model.state_dict().items()}
+    torch.save({**blob, "state": {k: q for k, (q, _) in old.items()},
+                "int8_scales": {k: s for k, (_, s) in old.items() if s is not None}}, tmp_path / "old.pt")
+    older = load(tmp_path / "old.pt")
+    with torch.no_grad():
+        want = older.mask(song).numpy()
+    assert np.abs(want - loaded.mask(song).numpy()).max() > 1e-4  # another grid
+    onnx_file = export_onnx(older, tmp_path / "old.onnx", "0" * 64, int8=True)
     np.testing.assert_allclose(OnnxModel(onnx_file, threads=1).mask(song.numpy()), want, atol=1e-5)

@@ -40,7 +40,7 @@ def save(model: SeparationModel, path: str | os.PathLike, meta: dict[str, Any] |
          half: bool = False, int8: bool = False) -> Path:
     """Write ``model`` with its config to ``path`` atomically; ``half`` stores float weights as
     float16 (half the file), ``int8`` the convolutions' weights as 8-bit integers with a float
-    scale per first-axis slice (a quarter; :func:`quantize`); :func:`load` turns both back into
+    scale per kernel (about a quarter; :func:`quantize`); :func:`load` turns both back into
     float32."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,19 +77,19 @@ def _store_half(graph) -> None:
 
 
 def _store_int8(graph) -> None:
-    """Store each float32 weight of 2 or more axes as int8 and float32 scales (one per kernel:
-    :func:`~vocalsep.models.quantize.quantize`), followed by a Cast and a Mul back to float32
-    under its old name (folded away when a session loads)."""
+    """Store each float32 weight of 2 or more axes as int8 and float32 scales, on the grid of
+    the file it was loaded from (:func:`~vocalsep.models.quantize.requantize`), followed by a
+    Cast and a Mul back to float32 under its old name (folded away when a session loads)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..quantize import quantize
+    from ..quantize import requantize
 
     nodes = []
     for init in list(graph.graph.initializer):  # (the scales appended are not visited)
         weights = numpy_helper.to_array(init)
         if init.data_type != TensorProto.FLOAT or weights.ndim < 2 or weights.size < 16:
             continue
-        q, scale = quantize(torch.from_numpy(weights.copy()))
+        q, scale = requantize(torch.from_numpy(weights.copy()))
         name = init.name
         init.CopyFrom(numpy_helper.from_array(q.numpy(), f"{name}.int8"))
         graph.graph.initializer.append(numpy_helper.from_array(scale.numpy(), f"{name}.scale"))

@@ -157,9 +157,9 @@ class RemixSampler:
         #: each track's group, and the groups of the examples of the last :meth:`batch`
         self.labels, self.drawn = groups, []
         self.partners = [np.flatnonzero([g == h for h in groups]) for g in groups]
-        self.groups = [np.flatnonzero([g == h for h in groups]) for g in dict.fromkeys(groups)]
+        labels = list(dict.fromkeys(groups))  # each group once, in order of appearance
+        self.groups = [np.flatnonzero([g == h for h in groups]) for g in labels]
         self.balance_groups = balance_groups
-        labels = list(dict.fromkeys(groups))
         unknown = set(group_weights or {}) - set(labels)
         if unknown or not all(np.isfinite(w) and w >= 0 for w in (group_weights or {}).values()):
             raise ValueError(f"group weights {group_weights}: for the groups {labels}, finite and "

@@ -53,7 +53,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for s, sep in seps.items():
         latency = stream_latency(sep.backend, sep.options, RATE, 2, 1024)
-        mags = np.abs(rng.standard_normal((2, s, sep.backend.heard_bins))).astype(np.float32)
+        window = s + sep.backend.stream_history  # the segment and the past before it
+        mags = np.abs(rng.standard_normal((2, window, sep.backend.heard_bins))).astype(np.float32)
         sep.backend.masks(mags)  # warm up
         times = []
         for _ in range(args.repeat):

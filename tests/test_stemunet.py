@@ -445,6 +445,33 @@ def test_training_on_short_examples_as_a_live_stream_cuts_them(tmp_path, mir1k_v
     assert abs(whole - short) > 1e-3 * short
 
 
+def test_past_frames_are_heard_but_not_scored(tmp_path, mir1k_valid_dir):
+    """``past_frames=32`` (``train --past-frames 32``) with 32-frame examples: the network
+    hears 64 frames, as a 32-frame live segment with its past, and the loss scores only the
+    last 32: targets changed before them leave it as it is, changed within them do not."""
+    from vocalsep.data import load_mir1k
+    from vocalsep.train import TrainConfig, train, validation_batches
+
+    tracks = load_mir1k(mir1k_valid_dir)[:2]
+    model = build("stemunet", params={"width": 0.25, "stereo": True})
+    history = train(model, tracks, tracks, tmp_path / "run", TrainConfig(
+        epochs=1, batch_size=2, steps_per_epoch=2, lr=1e-3, threads=1, example_frames=32, past_frames=32))
+    assert history[0]["frames"] == 2 * 2 * 32
+    assert model.example_frames == model.target_frames == 256  # the run's setting, not the model's
+    model.example_frames, model.target_frames = 64, 32
+    mix, vocals, accompaniment = validation_batches(model, [t.converted(44_100, mono=False) for t in tracks])[0]
+    assert mix.shape[-1] == 64
+    model.eval()
+    loss = model.training_loss(mix, vocals, accompaniment).item()
+    past, scored = vocals.clone(), vocals.clone()
+    past[..., :32] += 1.0
+    scored[..., 40] += 1.0
+    assert model.training_loss(mix, past, accompaniment).item() == loss
+    assert model.training_loss(mix, scored, accompaniment).item() > loss
+    with pytest.raises(ValueError, match="stemunet only"):
+        train(build("unet"), tracks, tracks, tmp_path / "u", TrainConfig(epochs=1, past_frames=8))
+
+
 @needs_spleeter
 def test_int8_weights_are_a_quarter_and_run_the_same_in_onnx(tmp_path):
     """``save(..., int8=True)`` (``ship_model.py --int8``): each convolution's weights as int8

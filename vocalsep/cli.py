@@ -408,7 +408,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       balance_groups=args.balance_groups, group_weights=group_weights or None,
                       teacher=args.teacher,
                       teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
-                      device=device, example_frames=args.example_frames)
+                      device=device, example_frames=args.example_frames, past_frames=args.past_frames)
     bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -746,7 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save every epoch's model (epoch-NNN.pt), to choose or average later")
     t.add_argument("--example-frames", type=int, default=None, metavar="N",
                    help="STFT frames per training example instead of the model's own (stemunet: "
-                        "16 or 32 trains for `vocalsep live`'s short segments, each padded to 64)")
+                        "16 to 56 trains for `vocalsep live`'s short segments, with --past-frames)")
+    t.add_argument("--past-frames", type=int, default=0, metavar="N",
+                   help="stemunet: N frames before each example heard but not scored (a live "
+                        "segment of S < 64 frames hears 64 - S frames of the past)")
     t.add_argument("--params", default=None, metavar="JSON",
                    help="configuration values replacing --init's, same weights (stemunet: "
                         "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}'; "

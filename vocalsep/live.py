@@ -38,6 +38,7 @@ class _Silent:
         self.config: ModelConfig = backend.config
         self.stereo, self.heard_bins = backend.stereo, backend.heard_bins
         self.stream_block, self.stream_context = block or backend.stream_block, backend.stream_context
+        self.stream_history = backend.stream_history
 
     def masks(self, mags: np.ndarray) -> np.ndarray:
         return np.zeros((*mags.shape[:-1], self.config.bins), np.float32)

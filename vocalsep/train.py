@@ -60,6 +60,9 @@ class TrainConfig:
     #: frames per example instead of the model's own (e.g. a short live segment: stemunet pads
     #: each to a multiple of 64 as it does a short segment in a stream)
     example_frames: int | None = None
+    #: stemunet: frames of the past before each example, heard by the network but not scored
+    #: (as a live segment shorter than the network's window is separated: SHORT_SEGMENTS)
+    past_frames: int = 0
     history: list[dict] = field(default_factory=list)
 
 
@@ -204,6 +207,8 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
            ranks: Ranks) -> list[dict]:
     if cfg.example_frames is not None and cfg.example_frames < 1:
         raise ValueError(f"example frames {cfg.example_frames}: at least 1")
+    if cfg.past_frames and (cfg.past_frames < 0 or model.config.arch != "stemunet"):
+        raise ValueError(f"past frames {cfg.past_frames}: a number >= 0, for stemunet only")
     if cfg.batch_size % ranks.world:
         raise ValueError(f"batch size {cfg.batch_size}: not divisible by the {ranks.world} "
                          f"training processes (each takes an equal share of every batch)")
@@ -215,8 +220,9 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     mc = model.config
-    if cfg.example_frames:
-        model.example_frames = model.target_frames = cfg.example_frames
+    if cfg.example_frames or cfg.past_frames:
+        model.target_frames = cfg.example_frames or model.target_frames
+        model.example_frames = model.target_frames + cfg.past_frames
     groups = [t.rate for t in train_tracks]  # remix only voices and backings of the same band
     train_tracks = [t.converted(mc.sample_rate, mono=not model.stereo) for t in train_tracks]
     valid_tracks = [t.converted(mc.sample_rate, mono=not model.stereo) for t in valid_tracks]

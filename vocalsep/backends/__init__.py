@@ -11,9 +11,15 @@ import copy
 import os
 from typing import TYPE_CHECKING
 
+from ..config import StemUNetParams
+from ..pipeline.bands import FRAME_MULTIPLE
 from ..pipeline.plan import SeparatorOptions
 from .onnx import choose_runtime, open_onnx
 from .precision import choose_precision, native_bfloat16
+
+#: frames of the past a live segment hears at least (docs/live.md: the default scored lower
+#: with 8 before a 56-frame segment than with 72, and with no past before a 64-frame one)
+MIN_PAST = 16
 
 __all__ = ["choose_precision", "choose_runtime", "native_bfloat16", "open_backend", "open_onnx"]
 
@@ -38,8 +44,22 @@ def open_backend(model: str | os.PathLike | SeparationModel | MaskBackend | None
                 backend = target
             else:
                 backend.model = target
-        target.segment = target.stream_block = backend.stream_block = int(options.segment)
+        cut_segments(target, backend, int(options.segment))
     return backend
+
+
+def cut_segments(model: SeparationModel | MaskBackend, backend: MaskBackend, segment: int) -> None:
+    """Cut ``model`` (the segment model ``backend`` runs) into ``segment``-frame blocks. A
+    block shorter than the model's own segment goes through the network with the frames before
+    it (the past: no added latency) in a window of whole
+    :data:`~vocalsep.pipeline.bands.FRAME_MULTIPLE`-frame multiples holding at least
+    :data:`MIN_PAST` of them (at a song's start, the past it has)."""
+    window = segment
+    if segment < StemUNetParams.of(model.config.params).segment:  # the model's own
+        window = -(-(segment + MIN_PAST) // FRAME_MULTIPLE) * FRAME_MULTIPLE
+    model.segment = window
+    model.stream_block = backend.stream_block = segment
+    model.stream_history = backend.stream_history = window - segment
 
 
 def _open(model: str | os.PathLike | SeparationModel | MaskBackend | None,

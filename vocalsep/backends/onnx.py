@@ -89,6 +89,7 @@ class OnnxModel:
 
     precision = "float32"
     stream_context = 0  # segments are separated independently
+    stream_history = 0  # (a live segment shorter than the network's window: the past before it)
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         import onnxruntime as ort

@@ -28,6 +28,9 @@ class SeparationModel(nn.Module):
     #: blocks are their segments
     stream_block: int = 256
     stream_context: int = 128
+    #: frames before each block also given to the mask (past only, so no added latency): a
+    #: live segment shorter than the network's window fills the rest of it with the past
+    stream_history: int = 0
     #: number formats :meth:`mask` can compute in (see :meth:`set_precision`)
     precisions: tuple[str, ...] = ("float32",)
     precision: str = "float32"

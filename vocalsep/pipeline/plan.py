@@ -19,9 +19,10 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 RUNTIMES = ("auto", "torch", "onnx")
 RECONSTRUCTIONS = ("istft", "griffinlim")
 MASKS = ("soft", "binary")
-#: segments shorter than the U-Net's 64-frame grid: each is zero-padded to 64 frames (a
-#: shorter wait for live streams, at twice or four times the work per frame)
-SHORT_SEGMENTS = (16, 32)
+#: segments shorter than the U-Net's 64-frame window, for live streams: each is separated with
+#: the frames before it filling the window (a shorter wait, at 64 / segment times the work per
+#: frame)
+SHORT_SEGMENTS = tuple(range(16, 64, 8))
 
 
 @dataclass
@@ -42,9 +43,10 @@ class SeparatorOptions:
     #: what runs the model: torch, onnx (ONNX Runtime, for models shipped with an ONNX export),
     #: or auto (onnx where it can)
     runtime: str = "auto"
-    #: frames per network input of a segment model (a multiple of 64, or one of
-    #: ``SHORT_SEGMENTS``), replacing the model's own: shorter segments, less latency when the
-    #: song arrives as it plays (None: the model's)
+    #: frames per segment of a segment model (a multiple of 64, or one of ``SHORT_SEGMENTS``:
+    #: then separated with the frames before it filling the network's 64-frame window),
+    #: replacing the model's own: shorter segments, less latency when the song arrives as it
+    #: plays (None: the model's)
     segment: int | None = None
 
     def check(self) -> None:
@@ -58,7 +60,7 @@ class SeparatorOptions:
             raise ValueError("wiener must be a whole number of iterations >= 0")
         if self.segment is not None and self.segment not in SHORT_SEGMENTS \
                 and (self.segment < 64 or self.segment % 64):
-            raise ValueError(f"segment {self.segment}: 16, 32 or a multiple of 64 frames")
+            raise ValueError(f"segment {self.segment}: 16 to 56 in steps of 8, or a multiple of 64 frames")
 
     @property
     def post_filter(self) -> bool:

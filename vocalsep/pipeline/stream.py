@@ -52,6 +52,8 @@ class MaskBackend(Protocol):
     #: context on each side (exact when no mask depends on frames farther away)
     stream_block: int
     stream_context: int
+    #: and ``stream_history`` more frames before each block (the past: no added latency)
+    stream_history: int
     #: the lowest bins the model reads (the masks cover all of ``config.bins``)
     heard_bins: int
 
@@ -247,6 +249,7 @@ class SeparationStream:
         """``(first frame, mask (c, k, bins))`` of every block whose context is complete; while
         a block is yielded, its frames are still in ``self.frames``."""
         block, context = self.backend.stream_block, self.backend.stream_context
+        before = context + self.backend.stream_history
         end = self.frame0 + self.frames.shape[1] + self.pending_frames
         while self.next_block < end and (last or self.next_block + block + context <= end):
             if self.pending:  # a block is ready: its frames join self.frames now
@@ -254,11 +257,11 @@ class SeparationStream:
                 self.pending, self.pending_frames = [], 0
             f0 = self.next_block
             f1 = min(f0 + block, end)
-            lo, hi = max(self.frame0, f0 - context), min(end, f1 + context)
+            lo, hi = max(self.frame0, f0 - before), min(end, f1 + context)
             mask = self.mask_frames(self.frames[:, lo - self.frame0: hi - self.frame0])
             yield f0, mask[:, f0 - lo: f1 - lo]
             self.next_block = f1
-            drop = max(0, f1 - context - self.frame0)  # keep the next block's left context
+            drop = max(0, f1 - before - self.frame0)  # keep the next block's left context
             self.frames = self.frames[:, drop:]
             self.frame0 += drop
 

@@ -136,13 +136,15 @@ class StemUNetModel(SeparationModel):
     def training_loss(self, mix_mag: torch.Tensor, vocals_mag: torch.Tensor,
                       accompaniment_mag: torch.Tensor) -> torch.Tensor:
         """L1 distance of both masked estimates to the true magnitudes, over the network's bins
-        (as Spleeter trains); bins where the mixture is silent give no gradient. Inputs are
-        ``(batch, bins, frames)`` (mono), or ``(batch, 2, bins, frames)`` (a mask per channel)."""
-        b = self.net_bins
-        mask = (self.channel_masks(mix_mag) if mix_mag.ndim == 4 else self(mix_mag))[..., :b, :]
-        mix = mix_mag[..., :b, :]
-        return ((mask * mix - vocals_mag[..., :b, :]).abs().mean()
-                + ((1 - mask) * mix - accompaniment_mag[..., :b, :]).abs().mean())
+        (as Spleeter trains) and the last :attr:`target_frames` frames (those before them are
+        the past a live segment hears); bins where the mixture is silent give no gradient.
+        Inputs are ``(batch, bins, frames)`` (mono), or ``(batch, 2, bins, frames)`` (a mask
+        per channel)."""
+        b, t = self.net_bins, min(self.target_frames, mix_mag.shape[-1])
+        mask = (self.channel_masks(mix_mag) if mix_mag.ndim == 4 else self(mix_mag))[..., :b, -t:]
+        mix = mix_mag[..., :b, -t:]
+        return ((mask * mix - vocals_mag[..., :b, -t:]).abs().mean()
+                + ((1 - mask) * mix - accompaniment_mag[..., :b, -t:]).abs().mean())
 
     @torch.no_grad()
     def mask(self, mix_mag: torch.Tensor) -> torch.Tensor:

@@ -426,8 +426,8 @@ def test_a_narrower_accompaniment_network_starts_pruned(tmp_path):
 
 def test_training_on_short_examples_as_a_live_stream_cuts_them(tmp_path, mir1k_valid_dir):
     """``example_frames=32`` (``train --example-frames 32``): a stemunet learns from, and is
-    validated on, 32-frame examples, each padded to the network's 64 frames as `vocalsep live`
-    pads a 32-frame segment; the frames counted are 32 per example."""
+    validated on, 32-frame examples, each padded to the network's 64 frames; the frames counted
+    are 32 per example."""
     from vocalsep.data import load_mir1k
     from vocalsep.train import TrainConfig, train, validation_batches, validation_loss
 

@@ -748,8 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="STFT frames per training example instead of the model's own (stemunet: "
                         "16 to 56 trains for `vocalsep live`'s short segments, with --past-frames)")
     t.add_argument("--past-frames", type=int, default=0, metavar="N",
-                   help="stemunet: N frames before each example heard but not scored (a live "
-                        "segment of S < 64 frames hears 64 - S frames of the past)")
+                   help="stemunet: N frames before each example heard but not scored, as the "
+                        "past a live segment hears (docs/live.md)")
     t.add_argument("--params", default=None, metavar="JSON",
                    help="configuration values replacing --init's, same weights (stemunet: "
                         "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}'; "

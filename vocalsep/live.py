@@ -23,8 +23,8 @@ from .pipeline.stream import MaskBackend, SeparationStream
 if TYPE_CHECKING:
     from .separate import Separator
 
-#: the segment lengths (frames) a live separation may use, shortest first (below 64: each
-#: segment padded to 64 frames)
+#: the segment lengths (frames) a live separation may use, shortest first (each shorter than
+#: the model's own heard with its past: :func:`vocalsep.backends.cut_segments`)
 SEGMENTS = (*SHORT_SEGMENTS, *range(64, 513, 64))
 #: the shipped model `vocalsep live` takes for segments of up to LIVE_SEGMENTS frames
 LIVE_MODEL, LIVE_SEGMENTS = "live", 64

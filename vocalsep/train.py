@@ -57,8 +57,8 @@ class TrainConfig:
     l2sp: float = 0.0  # weight of the squared distance to the starting weights (L2-SP)
     keep_epochs: bool = False  # also save every epoch's model as epoch-NNN.pt
     device: str = "cpu"  # where the model trains ("cuda": this process's GPU under torchrun)
-    #: frames per example instead of the model's own (e.g. a short live segment: stemunet pads
-    #: each to a multiple of 64 as it does a short segment in a stream)
+    #: frames per example instead of the model's own, e.g. a short live segment (stemunet pads
+    #: each to a multiple of 64; with ``past_frames``, the past comes first)
     example_frames: int | None = None
     #: stemunet: frames of the past before each example, heard by the network but not scored
     #: (as a live segment shorter than the network's window is separated: SHORT_SEGMENTS)

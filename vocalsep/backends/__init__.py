@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..config import StemUNetParams
 from ..pipeline.bands import FRAME_MULTIPLE
 from ..pipeline.plan import SeparatorOptions
-from .onnx import choose_runtime, open_onnx
+from .onnx import OnnxModel, choose_runtime, open_onnx
 from .precision import choose_precision, native_bfloat16
 
 #: frames of the past a live segment hears at least (docs/live.md: the default scored lower
@@ -48,7 +48,7 @@ def open_backend(model: str | os.PathLike | SeparationModel | MaskBackend | None
     return backend
 
 
-def cut_segments(model: SeparationModel | MaskBackend, backend: MaskBackend, segment: int) -> None:
+def cut_segments(model: SeparationModel | OnnxModel, backend: MaskBackend, segment: int) -> None:
     """Cut ``model`` (the segment model ``backend`` runs) into ``segment``-frame blocks. A
     block shorter than the model's own segment goes through the network with the frames before
     it (the past: no added latency) in a window of whole
@@ -64,8 +64,6 @@ def cut_segments(model: SeparationModel | MaskBackend, backend: MaskBackend, seg
 
 def _open(model: str | os.PathLike | SeparationModel | MaskBackend | None,
           options: SeparatorOptions, device: str, threads: int | None) -> MaskBackend:
-    from .onnx import OnnxModel
-
     if isinstance(model, OnnxModel):
         return model
     if not isinstance(model, (str, os.PathLike, type(None))):

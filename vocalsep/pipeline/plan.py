@@ -19,9 +19,9 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 RUNTIMES = ("auto", "torch", "onnx")
 RECONSTRUCTIONS = ("istft", "griffinlim")
 MASKS = ("soft", "binary")
-#: segments shorter than the U-Net's 64-frame window, for live streams: each is separated with
-#: the frames before it filling the window (a shorter wait, at 64 / segment times the work per
-#: frame)
+#: segments shorter than the U-Net's 64-frame grid, for live streams (a shorter wait); like
+#: every segment shorter than the model's own, each is separated with its past
+#: (:func:`vocalsep.backends.cut_segments`), at window / segment times the work per frame
 SHORT_SEGMENTS = tuple(range(16, 64, 8))
 
 
@@ -43,10 +43,9 @@ class SeparatorOptions:
     #: what runs the model: torch, onnx (ONNX Runtime, for models shipped with an ONNX export),
     #: or auto (onnx where it can)
     runtime: str = "auto"
-    #: frames per segment of a segment model (a multiple of 64, or one of ``SHORT_SEGMENTS``:
-    #: then separated with the frames before it filling the network's 64-frame window),
+    #: frames per segment of a segment model (a multiple of 64, or one of ``SHORT_SEGMENTS``),
     #: replacing the model's own: shorter segments, less latency when the song arrives as it
-    #: plays (None: the model's)
+    #: plays, each heard with its past (:func:`vocalsep.backends.cut_segments`; None: the model's)
     segment: int | None = None
 
     def check(self) -> None:

@@ -8,7 +8,8 @@ that does not grow with its length (numpy; the model through a :class:`MaskBacke
    samples as resampling the whole song);
 2. STFT (:mod:`vocalsep.pipeline.stft`: the same frames as the whole-signal transform) and the
    model's vocal mask, ``backend.stream_block`` frames at a time with ``backend.stream_context``
-   frames of context on each side (soft, or binary at ``threshold``);
+   frames of context on each side and ``backend.stream_history`` more before (the past a short
+   live segment hears; soft, or binary at ``threshold``);
 3. the STFT the mask is applied to, per input channel: **full band** (inputs above the model's
    rate) the input's own STFT at its rate, ``n_fft``/``hop`` scaled so frames line up in time,
    the mask mapped onto it (:func:`~vocalsep.pipeline.bands.full_band_mask`); otherwise the
@@ -261,7 +262,7 @@ class SeparationStream:
             mask = self.mask_frames(self.frames[:, lo - self.frame0: hi - self.frame0])
             yield f0, mask[:, f0 - lo: f1 - lo]
             self.next_block = f1
-            drop = max(0, f1 - before - self.frame0)  # keep the next block's left context
+            drop = max(0, f1 - before - self.frame0)  # keep the next block's context and past
             self.frames = self.frames[:, drop:]
             self.frame0 += drop
 

@@ -450,7 +450,7 @@ def test_past_frames_are_heard_but_not_scored(tmp_path, mir1k_valid_dir):
     hears 64 frames, as a 32-frame live segment with its past, and the loss scores only the
     last 32: targets changed before them leave it as it is, changed within them do not."""
     from vocalsep.data import load_mir1k
-    from vocalsep.train import TrainConfig, train, validation_batches
+    from vocalsep.train import TrainConfig, train, validation_batches, validation_loss
 
     tracks = load_mir1k(mir1k_valid_dir)[:2]
     model = build("stemunet", params={"width": 0.25, "stereo": True})
@@ -459,7 +459,12 @@ def test_past_frames_are_heard_but_not_scored(tmp_path, mir1k_valid_dir):
     assert history[0]["frames"] == 2 * 2 * 32
     assert model.example_frames == model.target_frames == 256  # the run's setting, not the model's
     model.example_frames, model.target_frames = 64, 32
-    mix, vocals, accompaniment = validation_batches(model, [t.converted(44_100, mono=False) for t in tracks])[0]
+    valid = [t.converted(44_100, mono=False) for t in tracks]
+    trained = load(tmp_path / "run" / "best.pt")
+    trained.example_frames, trained.target_frames = 64, 32  # validated every 32 frames: each scored once
+    assert validation_loss(trained, validation_batches(trained, valid, 32)) == pytest.approx(
+        history[0]["valid_loss"], rel=1e-5)
+    mix, vocals, accompaniment = validation_batches(model, valid)[0]
     assert mix.shape[-1] == 64
     model.eval()
     loss = model.training_loss(mix, vocals, accompaniment).item()

@@ -234,7 +234,9 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                            speed=cfg.speed if cfg.remix else 0.0)
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
-    valid = validation_batches(model, valid_tracks, cfg.valid_stride)
+    # with a past before each example, one example per scored stretch: every frame scored once
+    valid = validation_batches(model, valid_tracks,
+                               cfg.valid_stride or (model.target_frames if cfg.past_frames else None))
     device = torch.device(cfg.device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -408,7 +408,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       balance_groups=args.balance_groups, group_weights=group_weights or None,
                       teacher=args.teacher,
                       teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
-                      device=device, example_frames=args.example_frames, past_frames=args.past_frames)
+                      device=device, example_frames=args.example_frames, past_frames=args.past_frames,
+                      phase_sensitive=args.phase_sensitive)
     bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -750,6 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--past-frames", type=int, default=0, metavar="N",
                    help="stemunet: N frames before each example heard but not scored, as the "
                         "past a live segment hears (docs/live.md)")
+    t.add_argument("--phase-sensitive", action="store_true",
+                   help="fit each stem's magnitude along the mixture's phase, |S| cos(angle(S) - "
+                        "angle(X)), not |S|: closer to the waveform SDR a mask can reach")
     t.add_argument("--params", default=None, metavar="JSON",
                    help="configuration values replacing --init's, same weights (stemunet: "
                         "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}'; "

@@ -145,12 +145,16 @@ class RemixSampler:
     from ``[1 - speed, 1 + speed]``: pitch and tempo change together, as on a turntable (0.1:
     up to about ±1.7 semitones), so the two stems of an example differ in key and tempo as
     remixed stems already differ in everything else.
+
+    ``phase_sensitive``: the stems' magnitudes are taken along the mixture's phase
+    (:func:`magnitudes`).
     """
 
     def __init__(self, tracks: list[Track], n_fft: int, hop: int, frames: int, remix: bool = True,
                  gain_db: float = 6.0, seed: int = 0, groups: list | None = None,
                  channels: int = 1, swap_channels: bool = False, balance_groups: bool = False,
-                 speed: float = 0.0, group_weights: dict[int, float] | None = None):
+                 speed: float = 0.0, group_weights: dict[int, float] | None = None,
+                 phase_sensitive: bool = False):
         if not 0 <= speed < 0.5:
             raise ValueError(f"speed {speed}: from 0 to below 0.5")
         groups = list(groups) if groups is not None else [0] * len(tracks)
@@ -176,6 +180,7 @@ class RemixSampler:
         self.n_fft, self.hop, self.frames = n_fft, hop, frames
         self.length = (frames - 1) * hop
         self.remix, self.gain_db, self.speed = remix, gain_db, speed
+        self.phase_sensitive = phase_sensitive
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
@@ -250,12 +255,21 @@ class RemixSampler:
     def _magnitudes(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
         v = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
         a = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))
-        return magnitudes(v, a, self.n_fft, self.hop)
+        return magnitudes(v, a, self.n_fft, self.hop, self.phase_sensitive)
 
 
-def magnitudes(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, hop: int
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``|STFT|`` of mixture, vocals and accompaniment for ``(..., samples)`` signals."""
+def magnitudes(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, hop: int,
+               phase_sensitive: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``|STFT|`` of mixture, vocals and accompaniment for ``(..., samples)`` signals, each
+    ``(..., bins, frames)``. With ``phase_sensitive`` the two stems' are instead their parts
+    along the mixture's phase, ``|S| cos(∠S - ∠X)`` (Erdogan et al. 2015, "phase-sensitive"
+    targets; they sum to ``|X|`` and may be negative): a mask fitted to them is scored on what
+    the mixture's phase can give back, as the waveform's SDR scores it."""
     V = stft(vocals, n_fft, hop)
     A = stft(accompaniment, n_fft, hop)
-    return (V + A).abs(), V.abs(), A.abs()
+    X = V + A
+    mix = X.abs()
+    if not phase_sensitive:
+        return mix, V.abs(), A.abs()
+    along = lambda S: (S * X.conj()).real / mix.clamp_min(1e-8)  # noqa: E731
+    return mix, along(V), along(A)

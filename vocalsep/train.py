@@ -63,6 +63,8 @@ class TrainConfig:
     #: stemunet: frames of the past before each example, heard by the network but not scored
     #: (as a live segment shorter than the network's window is separated: SHORT_SEGMENTS)
     past_frames: int = 0
+    #: targets along the mixture's phase, |S| cos(∠S - ∠X), instead of |S| (data.magnitudes)
+    phase_sensitive: bool = False
     history: list[dict] = field(default_factory=list)
 
 
@@ -73,8 +75,9 @@ def _atomic_torch_save(obj: object, path: Path) -> None:
 
 
 def validation_batches(model: SeparationModel, tracks: list[Track], stride: int | None = None,
-                       batch_size: int = 16) -> list[tuple[torch.Tensor, ...]]:
-    """Fixed validation examples: excerpts of the tracks' own mixtures every ``stride`` frames."""
+                       batch_size: int = 16, phase_sensitive: bool = False) -> list[tuple[torch.Tensor, ...]]:
+    """Fixed validation examples: excerpts of the tracks' own mixtures every ``stride`` frames
+    (targets as :func:`~vocalsep.data.magnitudes` makes them)."""
     cfg = model.config
     frames = model.example_frames
     stride = stride or frames
@@ -94,7 +97,7 @@ def validation_batches(model: SeparationModel, tracks: list[Track], stride: int 
     for i in range(0, len(v_list), batch_size):
         v = torch.from_numpy(np.stack(v_list[i:i + batch_size]).astype(np.float32))
         a = torch.from_numpy(np.stack(a_list[i:i + batch_size]).astype(np.float32))
-        batches.append(magnitudes(v, a, cfg.n_fft, cfg.hop))
+        batches.append(magnitudes(v, a, cfg.n_fft, cfg.hop, phase_sensitive))
     return batches
 
 
@@ -231,12 +234,13 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                            groups=groups, channels=2 if model.stereo else 1,
                            swap_channels=model.stereo, balance_groups=cfg.balance_groups,
                            group_weights=cfg.group_weights,
-                           speed=cfg.speed if cfg.remix else 0.0)
+                           speed=cfg.speed if cfg.remix else 0.0, phase_sensitive=cfg.phase_sensitive)
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     # with a past before each example, one example per scored stretch: every frame scored once
     valid = validation_batches(model, valid_tracks,
-                               cfg.valid_stride or (model.target_frames if cfg.past_frames else None))
+                               cfg.valid_stride or (model.target_frames if cfg.past_frames else None),
+                               phase_sensitive=cfg.phase_sensitive)
     device = torch.device(cfg.device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

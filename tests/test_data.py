@@ -149,6 +149,29 @@ def test_sampler_remixes_only_within_a_group(mir1k_dir):
         pairs.add((iv, ia))
     assert all((iv == 2) == (ia == 2) for iv, ia in pairs), pairs
     assert (2, 2) in pairs and {(0, 1), (1, 0)} & pairs
+    # cross_groups=1: the backing's group is drawn apart from the voice's, two groups equally
+    # often, so about half the voices land over the other group's backing
+    s = RemixSampler(tracks, 512, 128, frames=16, remix=True, seed=2, groups=[16000, 16000, 44100],
+                     balance_groups=True, cross_groups=1.0)
+    pairs = [(_locate(v, s.vocals)[0], _locate(a, s.accompaniment)[0])
+             for v, a in (s.example() for _ in range(60))]
+    crossed = sum((iv == 2) != (ia == 2) for iv, ia in pairs) / len(pairs)
+    assert 0.3 < crossed < 0.7, crossed
+
+
+def test_cross_groups_refused_for_a_model_hearing_above_the_narrowest_band(tmp_path, mir1k_dir):
+    """A 16 kHz voice over a 44.1 kHz backing would teach a full-band network that voices stop
+    at 8 kHz: refused before anything is written; the default's 6.9 kHz band takes it."""
+    from vocalsep.models.stemunet import StemUNetModel
+    from vocalsep.train import TrainConfig, train
+
+    clips = load_mir1k(mir1k_dir / "valid")[:2]
+    wide = Track("wide", clips[0].vocals, clips[0].accompaniment, 44100)
+    config = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1, cross_groups=0.5, threads=1)
+    full = StemUNetModel.from_spleeter()  # 1024 bins: up to 11 kHz
+    with pytest.raises(ValueError, match="11025 Hz, above the 8000 Hz band"):
+        train(full, [clips[0], wide], clips[1:], tmp_path / "run", config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_magnitudes_shapes():

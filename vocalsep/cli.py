@@ -375,6 +375,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             or (group_weights and not sum(group_weights.values()) > 0):
         _fail("--group-weight: weights must be finite, not negative, and not all zero")
         return EXIT_ERROR
+    if not 0 <= args.cross_groups <= 1 or (args.cross_groups and not args.remix):
+        _fail("--cross-groups: a share from 0 to 1, and only for remixed examples (not with --no-remix)")
+        return EXIT_ERROR
     if not 0 <= args.speed < 0.5 or (args.speed and not args.remix):
         _fail("--speed: from 0 to below 0.5, and only for remixed examples (not with --no-remix)")
         return EXIT_ERROR
@@ -409,7 +412,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       teacher=args.teacher,
                       teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
                       device=device, example_frames=args.example_frames, past_frames=args.past_frames,
-                      phase_sensitive=args.phase_sensitive)
+                      phase_sensitive=args.phase_sensitive, cross_groups=args.cross_groups)
     bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -751,6 +754,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--past-frames", type=int, default=0, metavar="N",
                    help="stemunet: N frames before each example heard but not scored, as the "
                         "past a live segment hears (docs/live.md)")
+    t.add_argument("--cross-groups", type=float, default=0.0, metavar="SHARE",
+                   help="this share of remixed examples may lay a voice over a backing of another "
+                        "sample rate (e.g. MIR-1K voices over MUSDB18 backings); only for a model "
+                        "that hears no more than the narrowest band (the default's 6.9 kHz)")
     t.add_argument("--phase-sensitive", action="store_true",
                    help="fit each stem's magnitude along the mixture's phase, |S| cos(angle(S) - "
                         "angle(X)), not |S|: closer to the waveform SDR a mask can reach")

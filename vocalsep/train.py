@@ -65,6 +65,9 @@ class TrainConfig:
     past_frames: int = 0
     #: targets along the mixture's phase, |S| cos(∠S - ∠X), instead of |S| (data.magnitudes)
     phase_sensitive: bool = False
+    #: share of remixed examples whose backing may come from another group (data.RemixSampler);
+    #: the model must hear no more than the narrowest group's band
+    cross_groups: float = 0.0
     history: list[dict] = field(default_factory=list)
 
 
@@ -215,6 +218,13 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
     if cfg.batch_size % ranks.world:
         raise ValueError(f"batch size {cfg.batch_size}: not divisible by the {ranks.world} "
                          f"training processes (each takes an equal share of every batch)")
+    if cfg.cross_groups and cfg.remix:  # other bands remixed: the model may hear only the narrowest
+        mc, narrowest = model.config, min(t.rate for t in train_tracks)
+        heard = getattr(model, "net_bins", mc.bins) * mc.sample_rate / mc.n_fft
+        if heard > narrowest / 2 + 1:
+            raise ValueError(f"cross groups: the model hears up to {heard:.0f} Hz, above the "
+                             f"{narrowest / 2:.0f} Hz band of the {narrowest} Hz data, so a voice "
+                             f"of that band over a wider backing would teach it that voices stop there")
     out = Path(out_dir)
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -234,7 +244,8 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                            groups=groups, channels=2 if model.stereo else 1,
                            swap_channels=model.stereo, balance_groups=cfg.balance_groups,
                            group_weights=cfg.group_weights,
-                           speed=cfg.speed if cfg.remix else 0.0, phase_sensitive=cfg.phase_sensitive)
+                           speed=cfg.speed if cfg.remix else 0.0, phase_sensitive=cfg.phase_sensitive,
+                           cross_groups=cfg.cross_groups if cfg.remix else 0.0)
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     # with a past before each example, one example per scored stretch: every frame scored once

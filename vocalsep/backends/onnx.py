@@ -100,8 +100,7 @@ class OnnxModel:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         # idle threads sleep rather than spin between runs, leaving the cores to the numpy
-        # work around them (FFTs, writing): a 3-minute song took 4.9-5.2 s in 6 runs here,
-        # against 5.1-6.0 s with spinning
+        # work around them (FFTs, writing); spinning was slower end to end on 2 cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -394,6 +394,17 @@ def _wait_finished(store, job_id: str, timeout: float = 20) -> dict:
     return store.get(job_id)
 
 
+def _written(store, job_id: str, status: str, timeout: float = 5) -> dict:
+    """The job's ``job.json`` once it says ``status`` (the store writes it just after it
+    changes the job in memory, where :func:`_wait_finished` looks), or as it is at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = json.loads((store.folder(job_id) / "job.json").read_text())
+        if state["status"] == status or time.monotonic() > deadline:
+            return state
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("where", ["separation", "spectrograms"])
 @pytest.mark.parametrize("error", [RuntimeError("CUDA error at /srv/secret/x.cu:12\nline 2"),
                                    MemoryError(), KeyError("x")], ids=lambda e: type(e).__name__)
@@ -420,7 +431,7 @@ def test_an_unexpected_error_fails_the_job_and_it_is_not_run_again(tmp_path, mon
         assert job.status == "failed", job
         assert job.error == f"internal error: {type(error).__name__}", job.error
         assert job.finished is not None and job.finished >= job.started
-        on_disk = json.loads((store.folder(bad) / "job.json").read_text())
+        on_disk = _written(store, bad, "failed")
         assert on_disk["status"] == "failed" and on_disk["error"] == job.error
         assert not (store.folder(bad) / ".work").exists()
         # the worker is still there: the next job runs (and succeeds once nothing breaks)

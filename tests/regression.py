@@ -95,7 +95,11 @@ def write(prefixes: list[str]) -> None:
     """Separate the cases whose names start with one of ``prefixes`` (every case if none) with
     the code and models at hand and store their summaries in :data:`FIXTURE`, keeping the
     other cases' (e.g. ``default``: a shipped model's new weights, the rest unchanged)."""
-    stored = dict(np.load(FIXTURE)) if prefixes and FIXTURE.exists() else {}
+    unknown = [p for p in prefixes if not any(name.startswith(p) for name in CASES)]
+    if unknown or (prefixes and not FIXTURE.exists()):
+        sys.exit(f"no case starts with {', '.join(unknown)}" if unknown
+                 else f"{FIXTURE} is missing: write every case (no prefix)")
+    stored = dict(np.load(FIXTURE)) if prefixes else {}
     for name in CASES:
         if prefixes and not name.startswith(tuple(prefixes)):
             continue

@@ -169,9 +169,12 @@ def test_cross_groups_refused_for_a_model_hearing_above_the_narrowest_band(tmp_p
     wide = Track("wide", clips[0].vocals, clips[0].accompaniment, 44100)
     config = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1, cross_groups=0.5, threads=1)
     full = StemUNetModel.from_spleeter()  # 1024 bins: up to 11 kHz
-    with pytest.raises(ValueError, match="11025 Hz, above the 8000 Hz band"):
+    with pytest.raises(ValueError, match="11014 Hz, above the 8000 Hz band"):
         train(full, [clips[0], wide], clips[1:], tmp_path / "run", config)
     assert not (tmp_path / "run").exists()
+    default = load("default")  # 640 bins: up to 6.9 kHz, so it trains
+    history = train(default, [clips[0], wide], clips[1:], tmp_path / "run", config)
+    assert len(history) == 1 and (tmp_path / "run" / "best.pt").exists()
 
 
 def test_magnitudes_shapes():
@@ -222,6 +225,9 @@ def test_cli_train_on_a_stem_folder(tmp_path, mir1k_dir):
                        (["--group-weight", "16000=2"], "--balance-groups"),
                        (["--group-weight", "16000=nan", "--balance-groups"], "finite"),
                        (["--speed", "0.1", "--no-remix"], "--no-remix"),
+                       (["--cross-groups", "1.5"], "--cross-groups"),
+                       (["--cross-groups", "nan"], "--cross-groups"),
+                       (["--cross-groups", "0.5", "--no-remix"], "--no-remix"),
                        (["--group-weight", "44100=2", "--balance-groups"], "no training data at that rate")):
         r = run_cli("train", "unet", "--data", str(train_root), "--valid", str(valid_root),
                     "--out", str(tmp_path / "run3"), "--epochs", "1", "--steps-per-epoch", "1", *bad)

@@ -34,7 +34,7 @@ def test_default_is_the_stereo_fine_tuned_spleeter_unet():
     from vocalsep.models.stemunet import StemUNetModel
 
     spleeter = list(StemUNetModel.from_spleeter().net.parameters())
-    moved = sum(((p.float() - q) ** 2).sum() for p, q in zip(model.net.parameters(), spleeter))
+    moved = sum(((p.float() - q) ** 2).sum() for p, q in zip(model.net.parameters(), spleeter, strict=True))
     relative = float((moved / sum((q ** 2).sum() for q in spleeter)).sqrt())
     assert model.meta.get("init") in ("spleeter", "default") and 0.001 < relative < 0.2, relative
 
@@ -78,7 +78,7 @@ def test_hq_hears_a_studio_song_better_than_the_default(example_song):
     assert "ONNX Runtime" in separator.describe()
     hq = separator.separate(mixture, rate)
     default = Separator("default").separate(mixture, rate)
-    # (0.11 dB of vocal SNR since the default of 2026-12-03, 0.33 with the one before it)
+    # (the margins measured: docs/bench/studio-songs/results.md, session 11)
     assert snr_db(vocals, hq["vocals"]) > snr_db(vocals, default["vocals"]) + 0.05
     model = load("hq")
     assert model.net.accompaniment is not None and model.config.params["bins"] == 1024

@@ -248,7 +248,8 @@ class RemixSampler:
         return self._swap(rng, v) * gv, self._swap(rng, a) * ga
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Magnitudes ``(mixture, vocals, accompaniment)``, each ``(size, bins, frames)``, or
+        """Magnitudes ``(mixture, vocals, accompaniment)`` (the stems' along the mixture's phase
+        with :attr:`phase_sensitive`), each ``(size, bins, frames)``, or
         ``(size, channels, bins, frames)`` for stereo examples, drawn one after the other from
         the sampler's generator; :attr:`drawn` then holds the group of each example."""
         self.drawn = []
@@ -282,5 +283,7 @@ def magnitudes(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, ho
     mix = X.abs()
     if not phase_sensitive:
         return mix, V.abs(), A.abs()
-    along = lambda S: (S * X.conj()).real / mix.clamp_min(1e-8)  # noqa: E731
+    def along(S: torch.Tensor) -> torch.Tensor:
+        return (S * X.conj()).real / mix.clamp_min(1e-8)
+
     return mix, along(V), along(A)

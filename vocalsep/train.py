@@ -63,7 +63,8 @@ class TrainConfig:
     #: stemunet: frames of the past before each example, heard by the network but not scored
     #: (as a live segment shorter than the network's window is separated: SHORT_SEGMENTS)
     past_frames: int = 0
-    #: targets along the mixture's phase, |S| cos(∠S - ∠X), instead of |S| (data.magnitudes)
+    #: targets along the mixture's phase, |S| cos(∠S - ∠X), instead of |S| (data.magnitudes;
+    #: for the paper model's binary target: the stem with the larger part)
     phase_sensitive: bool = False
     #: share of remixed examples whose backing may come from another group (data.RemixSampler);
     #: the model must hear no more than the narrowest group's band
@@ -218,13 +219,19 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
     if cfg.batch_size % ranks.world:
         raise ValueError(f"batch size {cfg.batch_size}: not divisible by the {ranks.world} "
                          f"training processes (each takes an equal share of every batch)")
+    if not 0 <= cfg.cross_groups <= 1:
+        raise ValueError(f"cross groups {cfg.cross_groups}: a share from 0 to 1")
     if cfg.cross_groups and cfg.remix:  # other bands remixed: the model may hear only the narrowest
-        mc, narrowest = model.config, min(t.rate for t in train_tracks)
-        heard = getattr(model, "net_bins", mc.bins) * mc.sample_rate / mc.n_fft
-        if heard > narrowest / 2 + 1:
+        if cfg.teacher_rate:
+            raise ValueError("cross groups: not with a teacher rate (an example's group is its voice's)")
+        mc = model.config
+        narrowest = min(min(t.rate for t in train_tracks), mc.sample_rate) / 2
+        top_bin = getattr(model, "net_bins", mc.bins) - 1  # the highest bin the network sees
+        heard = min(top_bin * mc.sample_rate / mc.n_fft, mc.sample_rate / 2)
+        if heard > narrowest:
             raise ValueError(f"cross groups: the model hears up to {heard:.0f} Hz, above the "
-                             f"{narrowest / 2:.0f} Hz band of the {narrowest} Hz data, so a voice "
-                             f"of that band over a wider backing would teach it that voices stop there")
+                             f"{narrowest:.0f} Hz band of the narrowest data, so a voice of that "
+                             f"band over a wider backing would teach it that voices stop there")
     out = Path(out_dir)
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)

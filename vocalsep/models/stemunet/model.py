@@ -135,7 +135,8 @@ class StemUNetModel(SeparationModel):
 
     def training_loss(self, mix_mag: torch.Tensor, vocals_mag: torch.Tensor,
                       accompaniment_mag: torch.Tensor) -> torch.Tensor:
-        """L1 distance of both masked estimates to the true magnitudes, over the network's bins
+        """L1 distance of both masked estimates to the stems' magnitudes (or their parts along
+        the mixture's phase: ``train --phase-sensitive``), over the network's bins
         (as Spleeter trains) and the last :attr:`target_frames` frames (those before them are
         the past a live segment hears); bins where the mixture is silent give no gradient.
         Inputs are ``(batch, bins, frames)`` (mono), or ``(batch, 2, bins, frames)`` (a mask

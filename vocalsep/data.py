@@ -283,6 +283,7 @@ def magnitudes(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, ho
     mix = X.abs()
     if not phase_sensitive:
         return mix, V.abs(), A.abs()
+
     def along(S: torch.Tensor) -> torch.Tensor:
         return (S * X.conj()).real / mix.clamp_min(1e-8)
 

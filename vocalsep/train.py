@@ -226,8 +226,7 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
             raise ValueError("cross groups: not with a teacher rate (an example's group is its voice's)")
         mc = model.config
         narrowest = min(min(t.rate for t in train_tracks), mc.sample_rate) / 2
-        top_bin = getattr(model, "net_bins", mc.bins) - 1  # the highest bin the network sees
-        heard = min(top_bin * mc.sample_rate / mc.n_fft, mc.sample_rate / 2)
+        heard = min((model.heard_bins - 1) * mc.sample_rate / mc.n_fft, mc.sample_rate / 2)
         if heard > narrowest:
             raise ValueError(f"cross groups: the model hears up to {heard:.0f} Hz, above the "
                              f"{narrowest:.0f} Hz band of the narrowest data, so a voice of that "

@@ -27,7 +27,7 @@ class TorchBackend:
         self.config, self.stereo = model.config, bool(model.stereo)
         self.stream_block, self.stream_context = model.stream_block, model.stream_context
         self.stream_history = model.stream_history
-        self.heard_bins = int(getattr(model, "net_bins", model.config.bins))
+        self.heard_bins = model.heard_bins
 
     @property
     def precision(self) -> str:

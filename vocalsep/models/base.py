@@ -39,6 +39,12 @@ class SeparationModel(nn.Module):
         super().__init__()
         self.config = config
 
+    @property
+    def heard_bins(self) -> int:
+        """The lowest bins :meth:`mask` reads (all ``config.bins`` unless the network sees a
+        narrower band and extends its mask above it)."""
+        return self.config.bins
+
     def mask(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """Vocal mask for a whole song. ``mix_mag``: ``(batch, bins, frames)`` → same shape."""
         raise NotImplementedError

@@ -126,6 +126,11 @@ class StemUNetModel(SeparationModel):
         the magnitude on both input channels, the two output masks averaged."""
         return self.channel_masks(mix_mag.unsqueeze(1).expand(-1, 2, -1, -1), net).mean(dim=1)
 
+    @property
+    def heard_bins(self) -> int:
+        """The network's band: :attr:`net_bins`."""
+        return self.net_bins
+
     def extend(self, low: torch.Tensor) -> torch.Tensor:
         """The network's mask ``(..., net_bins, frames)`` → all ``config.bins`` bins: above the
         network's band, each frame's mean mask over ``extension_hz``."""

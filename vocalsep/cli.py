@@ -378,6 +378,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not 0 <= args.cross_groups <= 1 or (args.cross_groups and not args.remix):
         _fail("--cross-groups: a share from 0 to 1, and only for remixed examples (not with --no-remix)")
         return EXIT_ERROR
+    if not (math.isfinite(args.sdr_weight) and args.sdr_weight >= 0) \
+            or (args.sdr_weight and (args.arch != "stemunet" or args.past_frames)):
+        _fail("--sdr-weight: a number >= 0, for stemunet, not with --past-frames")
+        return EXIT_ERROR
     if not 0 <= args.speed < 0.5 or (args.speed and not args.remix):
         _fail("--speed: from 0 to below 0.5, and only for remixed examples (not with --no-remix)")
         return EXIT_ERROR
@@ -412,7 +416,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       teacher=args.teacher,
                       teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
                       device=device, example_frames=args.example_frames, past_frames=args.past_frames,
-                      phase_sensitive=args.phase_sensitive, cross_groups=args.cross_groups)
+                      phase_sensitive=args.phase_sensitive, cross_groups=args.cross_groups,
+                      sdr_weight=args.sdr_weight)
     bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -761,6 +766,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--phase-sensitive", action="store_true",
                    help="fit each stem's magnitude along the mixture's phase, |S| cos(angle(S) - "
                         "angle(X)), not |S|: closer to the waveform SDR a mask can reach")
+    t.add_argument("--sdr-weight", type=float, default=0.0, metavar="W",
+                   help="stemunet: add W x the mean -SDR in dB of both stems, the mask applied to "
+                        "the mixture's STFT and inverted (a loss on the waveform, as BSS Eval "
+                        "scores it; e.g. 0.05)")
     t.add_argument("--params", default=None, metavar="JSON",
                    help="configuration values replacing --init's, same weights (stemunet: "
                         "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}'; "

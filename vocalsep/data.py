@@ -159,7 +159,7 @@ class RemixSampler:
                  gain_db: float = 6.0, seed: int = 0, groups: list | None = None,
                  channels: int = 1, swap_channels: bool = False, balance_groups: bool = False,
                  speed: float = 0.0, group_weights: dict[int, float] | None = None,
-                 phase_sensitive: bool = False, cross_groups: float = 0.0):
+                 phase_sensitive: bool = False, cross_groups: float = 0.0, waveforms: bool = False):
         if not 0 <= speed < 0.5:
             raise ValueError(f"speed {speed}: from 0 to below 0.5")
         groups = list(groups) if groups is not None else [0] * len(tracks)
@@ -186,6 +186,8 @@ class RemixSampler:
         self.length = (frames - 1) * hop
         self.remix, self.gain_db, self.speed = remix, gain_db, speed
         self.phase_sensitive = phase_sensitive
+        #: batches also carry the stems' samples (for a loss on waveforms)
+        self.waveforms = waveforms
         if not 0 <= cross_groups <= 1:
             raise ValueError(f"cross groups {cross_groups}: a share from 0 to 1")
         self.cross_groups = cross_groups
@@ -251,7 +253,9 @@ class RemixSampler:
         """Magnitudes ``(mixture, vocals, accompaniment)`` (the stems' along the mixture's phase
         with :attr:`phase_sensitive`), each ``(size, bins, frames)``, or
         ``(size, channels, bins, frames)`` for stereo examples, drawn one after the other from
-        the sampler's generator; :attr:`drawn` then holds the group of each example."""
+        the sampler's generator; :attr:`drawn` then holds the group of each example. With
+        :attr:`waveforms`, then the vocals' and accompaniment's samples, each ``(size,
+        samples)`` or ``(size, channels, samples)``."""
         self.drawn = []
         return self._magnitudes([self.example() for _ in range(size)])
 
@@ -267,7 +271,8 @@ class RemixSampler:
     def _magnitudes(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
         v = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
         a = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))
-        return magnitudes(v, a, self.n_fft, self.hop, self.phase_sensitive)
+        mags = magnitudes(v, a, self.n_fft, self.hop, self.phase_sensitive)
+        return (*mags, v, a) if self.waveforms else mags
 
 
 def magnitudes(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, hop: int,

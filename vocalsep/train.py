@@ -69,6 +69,9 @@ class TrainConfig:
     #: share of remixed examples whose backing may come from another group (data.RemixSampler);
     #: the model must hear no more than the narrowest group's band
     cross_groups: float = 0.0
+    #: stemunet: plus this weight times the mean −SDR (dB) of both stems, the examples' masks
+    #: applied to the mixture's STFT and inverted (:mod:`vocalsep.losses`)
+    sdr_weight: float = 0.0
     history: list[dict] = field(default_factory=list)
 
 
@@ -79,9 +82,11 @@ def _atomic_torch_save(obj: object, path: Path) -> None:
 
 
 def validation_batches(model: SeparationModel, tracks: list[Track], stride: int | None = None,
-                       batch_size: int = 16, phase_sensitive: bool = False) -> list[tuple[torch.Tensor, ...]]:
+                       batch_size: int = 16, phase_sensitive: bool = False,
+                       waveforms: bool = False) -> list[tuple[torch.Tensor, ...]]:
     """Fixed validation examples: excerpts of the tracks' own mixtures every ``stride`` frames
-    (targets as :func:`~vocalsep.data.magnitudes` makes them)."""
+    (targets as :func:`~vocalsep.data.magnitudes` makes them; with ``waveforms``, then the
+    stems' samples, as :meth:`~vocalsep.data.RemixSampler.batch` gives them)."""
     cfg = model.config
     frames = model.example_frames
     stride = stride or frames
@@ -101,7 +106,8 @@ def validation_batches(model: SeparationModel, tracks: list[Track], stride: int 
     for i in range(0, len(v_list), batch_size):
         v = torch.from_numpy(np.stack(v_list[i:i + batch_size]).astype(np.float32))
         a = torch.from_numpy(np.stack(a_list[i:i + batch_size]).astype(np.float32))
-        batches.append(magnitudes(v, a, cfg.n_fft, cfg.hop, phase_sensitive))
+        mags = magnitudes(v, a, cfg.n_fft, cfg.hop, phase_sensitive)
+        batches.append((*mags, v, a) if waveforms else mags)
     return batches
 
 
@@ -117,19 +123,28 @@ def teacher_estimates(teacher: SeparationModel, mix: torch.Tensor) -> tuple[torc
     return mask * mix, (1 - mask) * mix
 
 
+def batch_loss(model: SeparationModel, batch: tuple[torch.Tensor, ...], sdr_weight: float = 0.0) -> torch.Tensor:
+    """The model's loss of a batch ``(mixture, vocals, accompaniment)`` of magnitudes, and,
+    with ``sdr_weight``, the stems' waveforms after them."""
+    if sdr_weight:
+        return model.training_loss(*batch, sdr_weight=sdr_weight)
+    return model.training_loss(*batch[:3])
+
+
 def step_loss(model: SeparationModel, batch: tuple[torch.Tensor, ...],
-              teacher: SeparationModel | None, taught: torch.Tensor | None = None) -> torch.Tensor:
-    """The training loss of one batch; with a teacher, the mean of the losses against the true
-    stems and against the teacher's estimates (``taught``, a ``(batch,)`` bool tensor: only for
-    those examples, the others count the true stems twice)."""
-    loss = model.training_loss(*batch)
+              teacher: SeparationModel | None, taught: torch.Tensor | None = None,
+              sdr_weight: float = 0.0) -> torch.Tensor:
+    """The training loss of one batch (:func:`batch_loss`); with a teacher, the mean of that
+    and the spectral loss against the teacher's estimates (``taught``, a ``(batch,)`` bool
+    tensor: only for those examples, the others count the true stems twice)."""
+    loss = batch_loss(model, batch, sdr_weight)
     if teacher is not None:
         targets = teacher_estimates(teacher, batch[0])
         if taught is not None:
             keep = taught.view(-1, *[1] * (batch[0].ndim - 1))
             bins = targets[0].shape[-2]
             targets = tuple(torch.where(keep, t, true[..., :bins, :])
-                            for t, true in zip(targets, batch[1:]))
+                            for t, true in zip(targets, batch[1:3]))
         loss = (loss + model.training_loss(batch[0], *targets)) / 2
     return loss
 
@@ -140,14 +155,14 @@ class _StepLoss(nn.Module):
     L2-SP term. The teacher and the starting weights are held outside the module's state."""
 
     def __init__(self, model: SeparationModel, teacher: SeparationModel | None, l2sp: float,
-                 start: list[torch.Tensor]):
+                 start: list[torch.Tensor], sdr_weight: float = 0.0):
         super().__init__()
         self.model = model
-        self._fixed = (teacher, l2sp, start)
+        self._fixed = (teacher, l2sp, start, sdr_weight)
 
     def forward(self, batch: tuple[torch.Tensor, ...], taught: torch.Tensor | None) -> torch.Tensor:
-        teacher, l2sp, start = self._fixed
-        loss = step_loss(self.model, batch, teacher, taught)
+        teacher, l2sp, start, sdr_weight = self._fixed
+        loss = step_loss(self.model, batch, teacher, taught, sdr_weight)
         if l2sp:
             loss = loss + l2sp * sum(((p - p0) ** 2).sum() for p, p0 in zip(self.model.parameters(), start))
         return loss
@@ -155,14 +170,15 @@ class _StepLoss(nn.Module):
 
 @torch.no_grad()
 def validation_loss(model: SeparationModel, batches: list[tuple[torch.Tensor, ...]],
-                    ranks: Ranks = Ranks(), device: str = "cpu") -> float:
-    """Mean loss per example over ``batches``; under several processes each computes every
-    ``world``-th batch and the sums are reduced, so every rank returns the same value."""
+                    ranks: Ranks = Ranks(), device: str = "cpu", sdr_weight: float = 0.0) -> float:
+    """Mean loss per example over ``batches`` (:func:`batch_loss`); under several processes
+    each computes every ``world``-th batch and the sums are reduced, so every rank returns the
+    same value."""
     model.eval()
     total = count = 0.0
     for i in ranks.every(len(batches)):
         b = tuple(t.to(device) for t in batches[i])
-        total += model.training_loss(*b).item() * b[0].shape[0]
+        total += batch_loss(model, b, sdr_weight).item() * b[0].shape[0]
         count += b[0].shape[0]
     total, count = sum_over_ranks([total, count], ranks)
     return total / max(1.0, count)
@@ -231,6 +247,9 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
             raise ValueError(f"cross groups: the model hears up to {heard:.0f} Hz, above the "
                              f"{narrowest:.0f} Hz band of the narrowest data, so a voice of that "
                              f"band over a wider backing would teach it that voices stop there")
+    if cfg.sdr_weight and (cfg.sdr_weight < 0 or model.config.arch != "stemunet" or cfg.past_frames):
+        raise ValueError(f"sdr weight {cfg.sdr_weight}: a number >= 0, for stemunet only, "
+                         f"without past frames")
     out = Path(out_dir)
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -251,13 +270,14 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                            swap_channels=model.stereo, balance_groups=cfg.balance_groups,
                            group_weights=cfg.group_weights,
                            speed=cfg.speed if cfg.remix else 0.0, phase_sensitive=cfg.phase_sensitive,
-                           cross_groups=cfg.cross_groups if cfg.remix else 0.0)
+                           cross_groups=cfg.cross_groups if cfg.remix else 0.0,
+                           waveforms=bool(cfg.sdr_weight))
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))
     # with a past before each example, one example per scored stretch: every frame scored once
     valid = validation_batches(model, valid_tracks,
                                cfg.valid_stride or (model.target_frames if cfg.past_frames else None),
-                               phase_sensitive=cfg.phase_sensitive)
+                               phase_sensitive=cfg.phase_sensitive, waveforms=bool(cfg.sdr_weight))
     device = torch.device(cfg.device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -324,7 +344,7 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
     if not same_on_all_ranks([epoch, step_in_epoch], ranks):
         raise ValueError(f"{last}: the training processes resume from different checkpoints "
                          f"(the run folder must be one folder that every machine sees)")
-    step_loss_module = _StepLoss(model, teacher, cfg.l2sp, [p.to(device) for p in start])
+    step_loss_module = _StepLoss(model, teacher, cfg.l2sp, [p.to(device) for p in start], cfg.sdr_weight)
     if ranks.world > 1:  # gradients averaged over the processes in backward()
         from torch.nn.parallel import DistributedDataParallel
 
@@ -365,7 +385,7 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                 last_ckpt = now
             if out_of_time:
                 return history
-        v = validation_loss(model, valid, ranks, cfg.device)
+        v = validation_loss(model, valid, ranks, cfg.device, cfg.sdr_weight)
         seconds = elapsed + time.monotonic() - started
         history.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(running)), 6),
                         "valid_loss": round(v, 6), "seconds": round(seconds, 1),

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...config import StemUNetParams
+from ...losses import masked_waveform_loss
 from ...pipeline.bands import DEFAULT_BINS, DEFAULT_EXTENSION_HZ, FRAME_MULTIPLE, network_band, segment_batches
 from ..base import ModelConfig, SeparationModel
 from .inference import _BUILDING, DTYPES, inference_copy
@@ -139,18 +140,27 @@ class StemUNetModel(SeparationModel):
         return torch.cat([low, high], dim=-2)
 
     def training_loss(self, mix_mag: torch.Tensor, vocals_mag: torch.Tensor,
-                      accompaniment_mag: torch.Tensor) -> torch.Tensor:
+                      accompaniment_mag: torch.Tensor, vocals: torch.Tensor | None = None,
+                      accompaniment: torch.Tensor | None = None, sdr_weight: float = 0.0) -> torch.Tensor:
         """L1 distance of both masked estimates to the stems' magnitudes (or their parts along
         the mixture's phase: ``train --phase-sensitive``), over the network's bins
         (as Spleeter trains) and the last :attr:`target_frames` frames (those before them are
         the past a live segment hears); bins where the mixture is silent give no gradient.
         Inputs are ``(batch, bins, frames)`` (mono), or ``(batch, 2, bins, frames)`` (a mask
-        per channel)."""
+        per channel). With the stems' waveforms ``(batch[, 2], samples)`` and ``sdr_weight``,
+        plus that weight times the mean −SDR in dB of both stems as the whole mask separates
+        them (:func:`~vocalsep.losses.masked_waveform_loss`; examples without a past)."""
         b, t = self.net_bins, min(self.target_frames, mix_mag.shape[-1])
-        mask = (self.channel_masks(mix_mag) if mix_mag.ndim == 4 else self(mix_mag))[..., :b, -t:]
-        mix = mix_mag[..., :b, -t:]
-        return ((mask * mix - vocals_mag[..., :b, -t:]).abs().mean()
+        full = (self.channel_masks(mix_mag) if mix_mag.ndim == 4 else self(mix_mag))[..., -t:]
+        mask, mix = full[..., :b, :], mix_mag[..., :b, -t:]
+        loss = ((mask * mix - vocals_mag[..., :b, -t:]).abs().mean()
                 + ((1 - mask) * mix - accompaniment_mag[..., :b, -t:]).abs().mean())
+        if sdr_weight and vocals is not None and accompaniment is not None:
+            if t != mix_mag.shape[-1]:
+                raise ValueError("the waveform loss: not for examples with a past")
+            cfg = self.config
+            loss = loss + sdr_weight * masked_waveform_loss(full, vocals, accompaniment, cfg.n_fft, cfg.hop)
+        return loss
 
     @torch.no_grad()
     def mask(self, mix_mag: torch.Tensor) -> torch.Tensor:

@@ -379,8 +379,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _fail("--cross-groups: a share from 0 to 1, and only for remixed examples (not with --no-remix)")
         return EXIT_ERROR
     if not (math.isfinite(args.sdr_weight) and args.sdr_weight >= 0) \
-            or (args.sdr_weight and (args.arch != "stemunet" or args.past_frames)):
-        _fail("--sdr-weight: a number >= 0, for stemunet, not with --past-frames")
+            or (args.sdr_weight and (args.arch != "stemunet" or args.past_frames or args.teacher)):
+        _fail("--sdr-weight: a finite number >= 0, for stemunet, not with --past-frames or --teacher")
         return EXIT_ERROR
     if not 0 <= args.speed < 0.5 or (args.speed and not args.remix):
         _fail("--speed: from 0 to below 0.5, and only for remixed examples (not with --no-remix)")
@@ -768,8 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "angle(X)), not |S|: closer to the waveform SDR a mask can reach")
     t.add_argument("--sdr-weight", type=float, default=0.0, metavar="W",
                    help="stemunet: add W x the mean -SDR in dB of both stems, the mask applied to "
-                        "the mixture's STFT and inverted (a loss on the waveform, as BSS Eval "
-                        "scores it; e.g. 0.05)")
+                        "the mixture's STFT and inverted (a loss on the waveform; e.g. 0.05); the "
+                        "validation loss includes it, so it is partly in dB")
     t.add_argument("--params", default=None, metavar="JSON",
                    help="configuration values replacing --init's, same weights (stemunet: "
                         "'{\"bins\": 640, \"extension_hz\": [5000, 6890.625]}'; "

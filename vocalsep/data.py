@@ -147,7 +147,8 @@ class RemixSampler:
     remixed stems already differ in everything else.
 
     ``phase_sensitive``: the stems' magnitudes are taken along the mixture's phase
-    (:func:`magnitudes`).
+    (:func:`magnitudes`). ``waveforms``: each batch also carries the stems' samples
+    (:func:`examples`), for ``train --sdr-weight``.
 
     ``cross_groups``: the share of remixed examples whose accompaniment may come from a track
     of another group, drawn as the voice's track is (by ``balance_groups`` / ``group_weights``)
@@ -249,7 +250,7 @@ class RemixSampler:
         gv, ga = 10 ** (rng.uniform(-self.gain_db, self.gain_db, size=2) / 20)
         return self._swap(rng, v) * gv, self._swap(rng, a) * ga
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, size: int) -> tuple[torch.Tensor, ...]:
         """Magnitudes ``(mixture, vocals, accompaniment)`` (the stems' along the mixture's phase
         with :attr:`phase_sensitive`), each ``(size, bins, frames)``, or
         ``(size, channels, bins, frames)`` for stereo examples, drawn one after the other from
@@ -259,7 +260,7 @@ class RemixSampler:
         self.drawn = []
         return self._magnitudes([self.example() for _ in range(size)])
 
-    def batch_at(self, epoch: int, step: int, indices: range) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch_at(self, epoch: int, step: int, indices: range) -> tuple[torch.Tensor, ...]:
         """As :meth:`batch`, for examples ``indices`` of the batch of ``step`` in ``epoch``:
         example ``i`` is drawn from its own generator, seeded by ``(seed, epoch, step, i)``, so
         a batch is the same however it is shared among processes (each takes a range of
@@ -271,8 +272,15 @@ class RemixSampler:
     def _magnitudes(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
         v = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
         a = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))
-        mags = magnitudes(v, a, self.n_fft, self.hop, self.phase_sensitive)
-        return (*mags, v, a) if self.waveforms else mags
+        return examples(v, a, self.n_fft, self.hop, self.phase_sensitive, self.waveforms)
+
+
+def examples(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, hop: int,
+             phase_sensitive: bool = False, waveforms: bool = False) -> tuple[torch.Tensor, ...]:
+    """A training batch from ``(batch[, channels], samples)`` stems: :func:`magnitudes`, then,
+    with ``waveforms``, the stems themselves (for a loss on the waveform)."""
+    mags = magnitudes(vocals, accompaniment, n_fft, hop, phase_sensitive)
+    return (*mags, vocals, accompaniment) if waveforms else mags
 
 
 def magnitudes(vocals: torch.Tensor, accompaniment: torch.Tensor, n_fft: int, hop: int,

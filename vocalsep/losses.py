@@ -1,5 +1,7 @@
 """Training losses on waveforms: the signal-to-distortion ratio of masked estimates after the
-inverse STFT (``vocalsep train --sdr-weight``), the measure BSS Eval scores separations by.
+inverse STFT (``vocalsep train --sdr-weight``). It is the plain ratio of the stem's energy to
+the error's (as the MDX challenges score); BSS Eval, which ``vocalsep evaluate`` reports, first
+lets a short filter distort the stem, so its SDR is a little higher.
 
 The spectral losses (an L1 distance of magnitudes) live with their models; this one needs the
 mixture's phase and the stems' samples, so it reads the examples' waveforms.
@@ -11,7 +13,8 @@ import torch
 from .spectral import istft, stft
 
 #: power per sample added to both sides of the ratio (−50 dB of full scale): an example whose
-#: stem is silent is scored on what leaks into it, not divided by zero
+#: stem is silent is scored on what leaks into it, not divided by zero. Being absolute, it
+#: flattens the loss of quiet stems (20 dB below a loud voice, halving it scores 5.3 dB, not 6)
 FLOOR = 1e-5
 
 
@@ -32,6 +35,8 @@ def masked_waveform_loss(mask: torch.Tensor, vocals: torch.Tensor, accompaniment
     ``(..., samples)`` waveforms (``frames = samples // hop + 1``). Each example and channel
     counts once."""
     X = stft(vocals + accompaniment, n_fft, hop)
+    if mask.shape[-2:] != X.shape[-2:]:
+        raise ValueError(f"mask of {tuple(mask.shape[-2:])} (bins, frames), the STFT's is {tuple(X.shape[-2:])}")
     length = vocals.shape[-1]
     est_vocals = istft(mask * X, length, n_fft, hop)
     est_accompaniment = istft((1 - mask) * X, length, n_fft, hop)

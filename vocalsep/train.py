@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import RemixSampler, Track, fit_channels, magnitudes
+from .data import RemixSampler, Track, examples, fit_channels
 from .distributed import LostRankError, Ranks, any_rank, same_on_all_ranks, sum_over_ranks, with_peers
 from .models import SeparationModel, save
 
@@ -70,7 +70,8 @@ class TrainConfig:
     #: the model must hear no more than the narrowest group's band
     cross_groups: float = 0.0
     #: stemunet: plus this weight times the mean −SDR (dB) of both stems, the examples' masks
-    #: applied to the mixture's STFT and inverted (:mod:`vocalsep.losses`)
+    #: applied to the mixture's STFT and inverted (:mod:`vocalsep.losses`); the validation
+    #: loss too, so it is then partly in dB (not with a teacher)
     sdr_weight: float = 0.0
     history: list[dict] = field(default_factory=list)
 
@@ -106,8 +107,7 @@ def validation_batches(model: SeparationModel, tracks: list[Track], stride: int 
     for i in range(0, len(v_list), batch_size):
         v = torch.from_numpy(np.stack(v_list[i:i + batch_size]).astype(np.float32))
         a = torch.from_numpy(np.stack(a_list[i:i + batch_size]).astype(np.float32))
-        mags = magnitudes(v, a, cfg.n_fft, cfg.hop, phase_sensitive)
-        batches.append((*mags, v, a) if waveforms else mags)
+        batches.append(examples(v, a, cfg.n_fft, cfg.hop, phase_sensitive, waveforms))
     return batches
 
 
@@ -247,9 +247,10 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
             raise ValueError(f"cross groups: the model hears up to {heard:.0f} Hz, above the "
                              f"{narrowest:.0f} Hz band of the narrowest data, so a voice of that "
                              f"band over a wider backing would teach it that voices stop there")
-    if cfg.sdr_weight and (cfg.sdr_weight < 0 or model.config.arch != "stemunet" or cfg.past_frames):
-        raise ValueError(f"sdr weight {cfg.sdr_weight}: a number >= 0, for stemunet only, "
-                         f"without past frames")
+    if not (math.isfinite(cfg.sdr_weight) and cfg.sdr_weight >= 0) or (cfg.sdr_weight and (
+            model.config.arch != "stemunet" or cfg.past_frames or cfg.teacher)):
+        raise ValueError(f"sdr weight {cfg.sdr_weight}: a finite number >= 0, for stemunet only, "
+                         f"without past frames or a teacher")
     out = Path(out_dir)
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -301,6 +302,8 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                              f"{'stereo' if teacher.stereo else 'mono'}) must be the student's "
                              f"({m.sample_rate} Hz, {m.n_fft}/{m.hop}, {'stereo' if model.stereo else 'mono'})")
 
+    #: what the losses of the history measure (a resumed run must measure the same)
+    loss_options = {"sdr_weight": cfg.sdr_weight, "phase_sensitive": cfg.phase_sensitive}
     # L2-SP: the weights the run started from (on resume, those saved with the checkpoint)
     start = [p.detach().clone() for p in model.parameters()] if cfg.l2sp else []
     history: list[dict] = []
@@ -316,6 +319,9 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
         except Exception as err:  # torch raises many kinds for a file that is not a checkpoint
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ValueError(f"{last}: not a usable checkpoint ({first}); --restart to start over") from None
+        if state.get("loss", loss_options) != loss_options:  # best and history in another measure
+            raise ValueError(f"{last}: trained with {state['loss']}, not {loss_options}; the same "
+                             f"options to resume, or --restart to start over")
         model.load_state_dict(state["model"])
         if cfg.l2sp:
             start = state.get("start") or start
@@ -337,7 +343,7 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "epoch": epoch, "step": step_in_epoch, "best": best, "history": history,
-            "elapsed": elapsed + time.monotonic() - started, "running": running,
+            "elapsed": elapsed + time.monotonic() - started, "running": running, "loss": loss_options,
             **({"start": start} if cfg.l2sp else {}),
         }, last)
 

@@ -155,9 +155,9 @@ class StemUNetModel(SeparationModel):
         mask, mix = full[..., :b, :], mix_mag[..., :b, -t:]
         loss = ((mask * mix - vocals_mag[..., :b, -t:]).abs().mean()
                 + ((1 - mask) * mix - accompaniment_mag[..., :b, -t:]).abs().mean())
-        if sdr_weight and vocals is not None and accompaniment is not None:
-            if t != mix_mag.shape[-1]:
-                raise ValueError("the waveform loss: not for examples with a past")
+        if sdr_weight:
+            if vocals is None or accompaniment is None or t != mix_mag.shape[-1]:
+                raise ValueError("the waveform loss: needs the stems' samples, and examples without a past")
             cfg = self.config
             loss = loss + sdr_weight * masked_waveform_loss(full, vocals, accompaniment, cfg.n_fft, cfg.hop)
         return loss

@@ -87,6 +87,29 @@ def test_two_processes_take_the_steps_of_one(tmp_path, clips):
     assert two.stdout.count("best epoch") == 1
 
 
+def test_a_sigterm_is_reported_as_such_even_if_code_it_interrupted_raised_another_error(monkeypatch):
+    import signal
+
+    from vocalsep import distributed
+
+    monkeypatch.setattr(distributed, "_terminated", None)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        distributed.fail_on_sigterm()
+        assert distributed.lost_rank(ValueError("a failure of this process")) is None
+        with pytest.raises(ValueError) as caught:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except RuntimeError:  # as library code may do with what the handler raises
+                raise ValueError("too many values to unpack (expected 2)") from None
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    lost = distributed.lost_rank(caught.value)
+    assert isinstance(lost, distributed.LostRankError)
+    assert "SIGTERM" in str(lost) and "resume" in str(lost)
+
+
 def _descendant_with_rank(parent: int, rank: int) -> int | None:
     import psutil
 

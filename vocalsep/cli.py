@@ -402,7 +402,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     import torch
 
-    from .distributed import LostRankError, start, stop
+    from .distributed import lost_rank, start, stop
 
     ranks = start(args.device)  # under torchrun: join the other processes
     device = f"cuda:{ranks.local_rank}" if args.device == "cuda" and ranks.world > 1 else args.device
@@ -433,9 +433,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         history = train(model, train_tracks, valid_tracks, args.out, cfg, resume=not args.restart,
                         progress=progress, meta=meta, ranks=ranks)
-    except LostRankError as err:
+    except Exception as err:
+        lost = lost_rank(err)
+        if lost is None:
+            raise
         bar.close()
-        _fail(f"train: rank {ranks.rank} of {ranks.world}: {err}")
+        _fail(f"train: rank {ranks.rank} of {ranks.world}: {lost}")
         return EXIT_ERROR
     finally:
         stop()

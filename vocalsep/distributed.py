@@ -72,15 +72,29 @@ def start(device: str = "cpu") -> Ranks:
     return ranks
 
 
+#: the :class:`LostRankError` a SIGTERM raised in this process, once one has arrived
+_terminated: LostRankError | None = None
+
+
 def fail_on_sigterm() -> None:
     """Turn SIGTERM into :class:`LostRankError`: ``torchrun`` stops every process with it
     when one of them fails, and each then says so in one line instead of dying silently."""
     def stopped(signum, frame):
-        raise LostRankError("stopped by torchrun (SIGTERM), which stops every process when one "
-                            "of them fails; the last checkpoint is kept: run the same command "
-                            "again to resume")
+        global _terminated
+        _terminated = LostRankError("stopped by torchrun (SIGTERM), which stops every process when "
+                                    "one of them fails; the last checkpoint is kept: run the same "
+                                    "command again to resume")
+        raise _terminated
 
     signal.signal(signal.SIGTERM, stopped)
+
+
+def lost_rank(err: BaseException) -> LostRankError | None:
+    """What stopped this process, if the run lost a process: ``err`` itself when it is a
+    :class:`LostRankError`; the SIGTERM's when one arrived, whatever ``err`` is (the signal
+    interrupts any code, and library code may catch the error it raises and raise another);
+    else None (a failure of this process's own)."""
+    return err if isinstance(err, LostRankError) else _terminated
 
 
 def stop() -> None:

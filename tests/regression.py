@@ -18,7 +18,9 @@ path's stems, which the one signal path now gives everywhere.
 
 The ``default-*`` cases were written again by ``python tests/regression.py --write default``
 when the default's weights changed (2026-12-03, sha256 ``005cfb78…``); the others are still
-a6cf6b2's.
+a6cf6b2's. The spatial step (:mod:`vocalsep.pipeline.spatial`) came later the same day: the
+stereo ``default-*`` cases turn it off (their stems did not change), and the ``spatial-*``
+cases, written by ``python tests/regression.py --write spatial``, hold its stems.
 """
 from __future__ import annotations
 
@@ -33,18 +35,24 @@ SEED = 16
 
 #: name → (model, options, rate, channels, seconds or None for the whole 13.5 s)
 CASES: dict[str, tuple[str, dict, int, int, float | None]] = {
-    "default-44k-stereo": ("default", {}, 44_100, 2, None),
-    "default-48k-stereo-fullband": ("default", {}, 48_000, 2, None),
-    "default-48k-no-full-band": ("default", {"full_band": False}, 48_000, 2, 8.0),
+    "default-44k-stereo": ("default", {"spatial": False}, 44_100, 2, None),
+    "default-48k-stereo-fullband": ("default", {"spatial": False}, 48_000, 2, None),
+    "default-48k-no-full-band": ("default", {"full_band": False, "spatial": False}, 48_000, 2, 8.0),
     "default-16k-mono": ("default", {}, 16_000, 1, None),
     "default-binary": ("default", {"mask": "binary"}, 44_100, 2, 8.0),
-    "default-torch-float32": ("default", {"runtime": "torch", "precision": "float32"}, 44_100, 2, None),
+    "default-torch-float32": ("default", {"runtime": "torch", "precision": "float32", "spatial": False},
+                              44_100, 2, None),
     "default-wiener": ("default", {"wiener": 1}, 44_100, 2, 5.0),
     "default-griffinlim": ("default", {"reconstruct": "griffinlim"}, 44_100, 2, 3.0),
-    "default-short": ("default", {}, 44_100, 2, 0.05),
+    "default-short": ("default", {"spatial": False}, 44_100, 2, 0.05),
     "small-44k-stereo-fullband": ("small", {}, 44_100, 2, 8.0),
     "small-16k-mono": ("small", {}, 16_000, 1, None),
     "paper-16k-mono-binary": ("paper", {"mask": "binary"}, 16_000, 1, 4.0),
+    # the spatial step, on by default for stereo songs since 2026-12-03 (the cases above keep it off)
+    "spatial-default-44k-stereo": ("default", {}, 44_100, 2, None),
+    "spatial-default-48k-stereo-fullband": ("default", {}, 48_000, 2, None),
+    "spatial-default-48k-no-full-band": ("default", {"full_band": False}, 48_000, 2, 8.0),
+    "spatial-small-44k-stereo": ("small", {"spatial": True}, 44_100, 2, 8.0),
 }
 
 

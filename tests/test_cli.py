@@ -197,7 +197,7 @@ def test_dash_is_refused_in_one_line(tmp_path, mir1k_wav, where):
 
 def test_demucs_and_spleeter_habits(tmp_path, mir1k_wav):
     """-n/-p (model), --two-stems vocals, --mp3 with --mp3-bitrate, -d, --filename: accepted
-    with their meaning here; --shifts and --segment refused in one line each."""
+    with their meaning here; --shifts, --segment and --mwf refused in one line each."""
     import json
 
     out = tmp_path / "out"
@@ -212,6 +212,7 @@ def test_demucs_and_spleeter_habits(tmp_path, mir1k_wav):
     spleeter_habit = run_cli("separate", mir1k_wav, "-p", "default", "-o", tmp_path / "p")
     assert spleeter_habit.returncode == 0 and (tmp_path / "p" / mir1k_wav.stem / "vocals.wav").exists()
     for bad, words in ((["--shifts", "2"], "--shifts: not offered"), (["--segment", "7"], "--segment: not offered"),
+                       (["--mwf"], "--mwf: not offered"),
                        (["--filename", "{track}.{ext}"], "{stem} at least"),
                        (["--filename", "../{stem}.{ext}"], "below the output folder")):
         refused = run_cli("separate", mir1k_wav, *bad, "-o", tmp_path / "refused")

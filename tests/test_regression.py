@@ -28,7 +28,8 @@ def test_api_gives_todays_stems(stored, name):
     assert np.abs(got - stored[name]).max() < TOLERANCE
 
 
-@pytest.mark.parametrize("name", ["default-48k-stereo-fullband", "small-16k-mono"])
+@pytest.mark.parametrize("name", ["default-48k-stereo-fullband", "small-16k-mono",
+                                  "spatial-default-48k-stereo-fullband"])
 def test_files_give_todays_stems(stored, name, tmp_path):
     """The file path (block by block, as the CLI, batches and the server run it)."""
     model, options, _, _, _ = CASES[name]

@@ -29,7 +29,9 @@ EXIT_INTERRUPTED = 130
 REFUSED = {"--shifts": "averaging over time shifts would multiply the separation time by "
                        "their number; its gain for these models is not measured",
            "--segment": "the default model's segment is part of its configuration (512 frames, "
-                        "11.9 s); memory does not grow with the song anyway"}
+                        "11.9 s); memory does not grow with the song anyway",
+           "--mwf": "Spleeter's multichannel Wiener filter is --wiener 1 here; stereo songs "
+                    "already get one Wiener step, the spatial step (--no-spatial: not)"}
 #: packages the base install (ONNX Runtime separation) leaves out → the extra that brings them
 EXTRAS = {"torch": "torch", "matplotlib": "train", "mir_eval": "train", "museval": "train",
           "musdb": "train", "stempeg": "train", "fastapi": "web", "uvicorn": "web", "multipart": "web",
@@ -57,7 +59,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from .batch import Job, expand_inputs, run_batch
     from .separate import check_template
 
-    refused = {"--shifts": args.shifts, "--segment": args.segment}
+    refused = {"--shifts": args.shifts, "--segment": args.segment, "--mwf": args.mwf}
     for flag, value in refused.items():
         if value is not None:
             _fail(f"{flag}: not offered ({REFUSED[flag]})")
@@ -88,8 +90,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
         local = parse_local(args.cluster)
     options = dict(reconstruct=args.reconstruct, mask=args.mask, threshold=args.threshold,
-                   full_band=args.full_band, wiener=args.wiener, precision=args.precision,
-                   runtime=args.runtime)
+                   full_band=args.full_band, wiener=args.wiener, spatial=args.spatial,
+                   precision=args.precision, runtime=args.runtime)
     job = Job(model=args.model, out=args.out, stems=stems, ext=args.format, bits=args.bits,
               template=args.filename, bitrate=args.mp3_bitrate,
               force=args.force, device=args.device, options=options, verbose=args.verbose)
@@ -529,7 +531,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sep = Separator(name, SeparatorOptions(mask=mask, reconstruct=reconstruct,
                                                    threshold=args.threshold,
                                                    full_band=args.full_band, wiener=args.wiener,
-                                                   precision=args.precision,
+                                                   spatial=args.spatial, precision=args.precision,
                                                    runtime=args.runtime))
             label = name if args.variants == "soft" else f"{name} ({mask}, {reconstruct})"
             methods[label] = sep.separate
@@ -623,6 +625,11 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wiener", type=_iterations, nargs="?", const=1, default=0, metavar="N",
                    help="multichannel Wiener filtering with N EM iterations after masking "
                         "(--wiener alone: 1; default 0 = off)")
+    p.add_argument("--spatial", action=argparse.BooleanOptionalAction, default=None,
+                   help="the spatial step on a stereo song: one multichannel Wiener step on the "
+                        "mask's estimates, 10 s at a time, in the band the model hears (default: "
+                        "on for models with a soft mask per channel, the default model among them; "
+                        "off with --wiener, which filters the whole song)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the model's arithmetic: auto = float32 in ONNX Runtime; in torch, "
                         "bfloat16 where the model offers it (stemunet models) and the CPU "
@@ -677,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(accompaniment = input - vocals)")
     s.add_argument("--shifts", default=None, help=argparse.SUPPRESS)  # refused in one line
     s.add_argument("--segment", default=None, help=argparse.SUPPRESS)  # refused in one line
+    s.add_argument("--mwf", action="store_const", const=True, default=None, help=argparse.SUPPRESS)  # refused
     s.add_argument("--bits", choices=["16", "24", "float"], default="16",
                    help="sample format of wav/flac outputs: 16- or 24-bit integers, or 32-bit "
                         "float (default: 16)")

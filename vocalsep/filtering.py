@@ -37,15 +37,20 @@ CHUNK_FRAMES = 256
 
 def wiener(magnitudes: Magnitudes, mix: torch.Tensor, iterations: int = 1,
            sources: Sequence[int] | None = None, chunk_frames: int = CHUNK_FRAMES,
-           eps: float = EPS) -> torch.Tensor:
+           eps: float = EPS, power: float = 2.0) -> torch.Tensor:
     """Multichannel Wiener filter of the sources whose magnitudes are estimated.
 
     ``magnitudes``: non-negative ``(sources, channels, bins, frames)`` (channels may be 1 and
     broadcast), or ``fn(t0, t1)`` giving those frames; ``mix``: complex mixture STFT
     ``(channels, bins, frames)``. Returns complex64 ``(len(sources), channels, bins, frames)``
     for the requested ``sources`` (indices; default all), after ``iterations`` EM steps
-    (0: the magnitudes with the mixture's phase).
+    (0: the magnitudes with the mixture's phase). ``power``: the PSD that weighs the sources
+    is ``(mean_c |ŷ_jc|²)^(power/2)``: 2 is the Gaussian model's power, 1 the magnitude (for
+    one channel a step then gives back a magnitude mask unchanged, and only the spatial
+    covariances act).
     """
+    if not power > 0:
+        raise ValueError("power must be > 0")
     if iterations < 0:
         raise ValueError("iterations must be >= 0")
     if mix.dim() != 3 or not mix.is_complex():
@@ -71,11 +76,12 @@ def wiener(magnitudes: Magnitudes, mix: torch.Tensor, iterations: int = 1,
 
     peak = float(mix.abs().max()) ** 2
     lam = eps * peak + 1e-30  # never 0: silence gives a zero filter, not 0/0
+    lam_psd = eps * peak ** (power / 2) + 1e-30  # in the PSD's units
     eye = torch.eye(channels, dtype=torch.complex128, device=mix.device)
     psd = torch.empty(n_sources, bins, frames, dtype=torch.float32, device=mix.device)
     cov_sum, psd_sum = _zero_stats(n_sources, channels, bins, mix.device)
     for t0, t1 in chunks:
-        _accumulate(first_estimate(t0, t1), psd, cov_sum, psd_sum, t0, t1)
+        _accumulate(first_estimate(t0, t1), psd, cov_sum, psd_sum, t0, t1, power)
 
     for it in range(iterations):
         last = it == iterations - 1
@@ -85,20 +91,20 @@ def wiener(magnitudes: Magnitudes, mix: torch.Tensor, iterations: int = 1,
         for t0, t1 in chunks:
             x = mix[..., t0:t1].to(torch.complex128).permute(1, 2, 0)  # (bins, t, C)
             v = psd[..., t0:t1].to(torch.float64)  # (sources, bins, t)
-            mix_cov = torch.einsum("sft,sfcd->ftcd", v.to(torch.complex128), cov) + lam * eye
+            mix_cov = torch.einsum("sft,sfcd->ftcd", v.to(torch.complex128), cov) + lam_psd * eye
             z = _solve(mix_cov, x)  # (Σ v_k R_k + λI)⁻¹ x: (bins, t, C)
             if last:
                 y = torch.einsum("sft,sfcd,ftd->scft", v[wanted].to(torch.complex128), cov[wanted], z)
                 out[..., t0:t1] = y.to(torch.complex64)
             else:
                 y = torch.einsum("sft,sfcd,ftd->scft", v.to(torch.complex128), cov, z)
-                _accumulate(y, psd, cov_sum, psd_sum, t0, t1)
+                _accumulate(y, psd, cov_sum, psd_sum, t0, t1, power)
     return out
 
 
 def wiener_from_mask(mask: torch.Tensor, mix: torch.Tensor, iterations: int = 1,
                      sources: Sequence[int] = (0, 1), chunk_frames: int = CHUNK_FRAMES,
-                     eps: float = EPS) -> torch.Tensor:
+                     eps: float = EPS, power: float = 2.0) -> torch.Tensor:
     """Wiener filtering of two sources given a vocal mask: the vocals ``|X|·m`` and the
     accompaniment ``|X|·(1−m)``, per channel. ``mask``: ``(1 or channels, bins, frames)`` in
     [0, 1]; ``mix``: complex ``(channels, bins, frames)``. Returns complex64
@@ -108,7 +114,7 @@ def wiener_from_mask(mask: torch.Tensor, mix: torch.Tensor, iterations: int = 1,
         m = mask[..., t0:t1].to(mag.dtype)
         return torch.stack([mag * m, mag * (1 - m)])
 
-    return wiener(magnitudes, mix, iterations, sources, chunk_frames, eps)
+    return wiener(magnitudes, mix, iterations, sources, chunk_frames, eps, power)
 
 
 def _zero_stats(n_sources: int, channels: int, bins: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,10 +123,11 @@ def _zero_stats(n_sources: int, channels: int, bins: int, device) -> tuple[torch
 
 
 def _accumulate(y: torch.Tensor, psd: torch.Tensor, cov_sum: torch.Tensor, psd_sum: torch.Tensor,
-                t0: int, t1: int) -> None:
-    """Add a chunk of source estimates ``y`` ``(sources, C, bins, t)`` to the statistics."""
+                t0: int, t1: int, power: float = 2.0) -> None:
+    """Add a chunk of source estimates ``y`` ``(sources, C, bins, t)`` to the statistics: the
+    PSD that weighs the sources (``power``) and the spatial covariances (from the powers)."""
     v = (y.real ** 2 + y.imag ** 2).mean(dim=1)  # (sources, bins, t)
-    psd[..., t0:t1] = v.to(psd.dtype)
+    psd[..., t0:t1] = (v if power == 2 else v ** (power / 2)).to(psd.dtype)
     psd_sum += v.sum(dim=-1)
     cov_sum += torch.einsum("scft,sdft->sfcd", y, y.conj())
 

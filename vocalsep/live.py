@@ -89,14 +89,16 @@ def live_separator(model: str | None, rate: int, channels: int, chunk: int,
     ``ValueError`` if no segment is short enough."""
     from .separate import Separator
 
-    name, separator = model or "default", Separator(model)
+    # no spatial step: its windows would add their length to the wait
+    quick = SeparatorOptions(spatial=False)
+    name, separator = model or "default", Separator(model, quick)
     if seconds is None:
         return separator, name
     segment, _ = segment_for_latency(separator.backend, separator.options, rate, channels, chunk, seconds)
     if model is None and segment <= LIVE_SEGMENTS:
-        name, separator = LIVE_MODEL, Separator(LIVE_MODEL)
+        name, separator = LIVE_MODEL, Separator(LIVE_MODEL, quick)
         segment, _ = segment_for_latency(separator.backend, separator.options, rate, channels, chunk, seconds)
-    return Separator(separator.model, SeparatorOptions(segment=segment)), name
+    return Separator(separator.model, SeparatorOptions(segment=segment, spatial=False)), name
 
 
 class LiveSeparation:

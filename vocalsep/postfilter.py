@@ -18,6 +18,9 @@ class PostFilter:
     """Collect ``(channels, k, bins)`` frames and masks; Wiener-filter and/or Griffin-Lim them
     into ``(channels, length)`` vocal samples at :meth:`finish`."""
 
+    #: the Wiener filter's sources' levels: ``(mean_c |y|²)^(power/2)`` (2: the Gaussian model)
+    power = 2.0
+
     def __init__(self, n_fft: int, hop: int, channels: int, options: SeparatorOptions):
         self.n_fft, self.hop, self.channels, self.options = n_fft, hop, channels, options
         self.frames: list[np.ndarray] = []
@@ -45,7 +48,7 @@ class PostFilter:
         self.frames, self.masks = [], []
         with torch.no_grad():
             if opts.wiener:
-                estimate = wiener_from_mask(mask, spec, int(opts.wiener), sources=(0,))[0]
+                estimate = wiener_from_mask(mask, spec, int(opts.wiener), sources=(0,), power=self.power)[0]
             else:
                 estimate = mask * spec
             if opts.reconstruct == "istft":

@@ -20,7 +20,7 @@ import numpy as np
 from . import audio as audio_io
 from .backends import open_backend
 from .pipeline.plan import SeparatorOptions
-from .pipeline.stream import MaskedISTFT, SeparationStream
+from .pipeline.stream import SeparationStream
 
 if TYPE_CHECKING:
     from .models import SeparationModel
@@ -80,7 +80,7 @@ class Separator:
     def stream(self, rate: int, channels: int) -> SeparationStream:
         """A :class:`~vocalsep.pipeline.stream.SeparationStream` for one song of ``channels``
         channels at ``rate`` Hz, fed block by block."""
-        reconstruction = MaskedISTFT
+        reconstruction = None
         if self.options.post_filter:
             from .postfilter import PostFilter
 

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-STAGES = ("load", "decode", "resample", "stft", "model", "istft", "encode")
+STAGES = ("load", "decode", "resample", "stft", "model", "spatial", "istft", "encode")
 _TOTALS: dict[str, float] = {}
 _STACK: list[list] = []  # [name, started, time spent in inner stages]
 _TARGET = os.environ.get("VOCALSEP_TIMINGS")

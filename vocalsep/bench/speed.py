@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--song", type=Path, default=None, help="use this file instead of a built one")
     p.add_argument("--models", default="default,default:torch,small,paper",
                    help="comma-separated models, each optionally with :torch or :onnx (the "
-                        "runtime) and :float32 or :bfloat16 (the precision); both auto by default "
+                        "runtime), :float32 or :bfloat16 (the precision) and :no-spatial or "
+                        ":spatial (the spatial step); all auto by default "
                         "(default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true")
     p.add_argument("--checkout", type=Path, action="append", default=[], metavar="DIR",
@@ -97,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
              + (f" Each method ran {args.repeat} times, in turns; the table shows the run with "
                 "the median wall time." if args.repeat > 1 else ""), "",
              "Stage columns: seconds spent loading the model, in decode, resample, STFT, model, "
-             "iSTFT and encode (writing); the rest is start-up (Python, imports), masking and "
-             "glue.", "",
+             "the spatial step, iSTFT and encode (writing); the rest is start-up (Python, "
+             "imports), masking and glue.", "",
              "| song | method | wall (s) | × real time | peak memory (MB) | "
              + " | ".join(STAGES) + " | start-up, other | time / Spleeter's |",
              "|---|---|---:|---:|---:|" + "---:|" * (len(STAGES) + 2)]
@@ -179,7 +180,8 @@ def median_run(results: list[tuple]) -> tuple:
 
 def cli_options(spec: str) -> tuple[str, list[str]]:
     """``"default:torch:float32"`` → ``("default", ["--runtime", "torch", "--precision",
-    "float32"])``: a model name and the options its suffixes name (runtime, precision)."""
+    "float32"])``: a model name and the options its suffixes name (runtime, precision,
+    ``no-spatial`` or ``spatial``)."""
     from ..pipeline.plan import PRECISIONS, RUNTIMES
 
     model, *suffixes = spec.split(":")
@@ -189,9 +191,12 @@ def cli_options(spec: str) -> tuple[str, list[str]]:
             options += ["--runtime", suffix]
         elif suffix in PRECISIONS:
             options += ["--precision", suffix]
+        elif suffix in ("spatial", "no-spatial"):
+            options += [f"--{suffix}"]
         else:
             raise SystemExit(f"vocalsep bench speed: {spec}: unknown suffix {suffix!r} "
-                             f"(runtimes {', '.join(RUNTIMES)}; precisions {', '.join(PRECISIONS)})")
+                             f"(runtimes {', '.join(RUNTIMES)}; precisions {', '.join(PRECISIONS)}; "
+                             f"spatial, no-spatial)")
     return model, options
 
 

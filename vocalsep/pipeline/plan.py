@@ -35,8 +35,11 @@ class SeparatorOptions:
     griffin_lim_iterations: int = 32
     #: apply the mask at the input rate (vocals keep what lies above the model's Nyquist)
     full_band: bool = True
-    #: multichannel Wiener filter EM iterations after masking (0 = off)
+    #: multichannel Wiener filter EM iterations after masking, on the whole song (0 = off)
     wiener: int = 0
+    #: the spatial step on a stereo song, streamed (:mod:`vocalsep.pipeline.spatial`); None:
+    #: where the model gives a soft mask per channel; not with ``wiener`` or Griffin-Lim
+    spatial: bool | None = None
     #: number format of the model's arithmetic: float32, bfloat16 (torch models that offer it),
     #: or auto (float32 in ONNX Runtime; in torch bfloat16 where the CPU computes it natively)
     precision: str = "auto"
@@ -57,6 +60,11 @@ class SeparatorOptions:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
         if int(self.wiener) != self.wiener or self.wiener < 0:
             raise ValueError("wiener must be a whole number of iterations >= 0")
+        if self.spatial not in (None, True, False):
+            raise ValueError(f"spatial must be None (the model's choice), True or False, not {self.spatial!r}")
+        if self.spatial and self.post_filter:
+            raise ValueError("the spatial step goes with the iSTFT of the streamed frames: not with "
+                             "--wiener (whose EM over the whole song replaces it) or Griffin-Lim")
         if self.segment is not None and self.segment not in SHORT_SEGMENTS \
                 and (self.segment < 64 or self.segment % 64):
             raise ValueError(f"segment {self.segment}: 16 to 56 in steps of 8, or a multiple of 64 frames")
@@ -98,19 +106,35 @@ class Plan:
     hop: int
     #: the shortest input handled as it is (one model window at the input's rate, plus one)
     min_len: int
+    #: the masked frames go through the spatial step (:mod:`vocalsep.pipeline.spatial`) below
+    #: ``spatial_bins`` (the band the model hears), window by window; 0: not
+    spatial_bins: int = 0
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second of the STFT the mask is applied to."""
+        return (self.rate if self.full_band else self.model_rate) / self.hop
 
 
-def make_plan(config: ModelConfig, stereo_model: bool, full_band: bool, rate: int,
-              channels: int) -> Plan:
+def make_plan(config: ModelConfig, stereo_model: bool, rate: int, channels: int,
+              options: SeparatorOptions, heard_bins: int | None = None) -> Plan:
     """The :class:`Plan` for a model (its ``config``; ``stereo_model``: it gives a mask per
-    channel of a stereo input) and an input of ``channels`` at ``rate`` Hz."""
-    full = bool(full_band) and rate > config.sample_rate
+    channel of a stereo input; ``heard_bins``: the lowest bins it reads, default all), an input
+    of ``channels`` at ``rate`` Hz and the user's ``options``."""
+    full = bool(options.full_band) and rate > config.sample_rate
     stereo = bool(stereo_model) and channels == 2
     if full:
         n_fft, hop = full_band_stft(config.n_fft, config.hop, config.sample_rate, rate)
     else:
         n_fft, hop = config.n_fft, config.hop
+    spatial = channels == 2 and not options.post_filter and (
+        (stereo and options.mask == "soft") if options.spatial is None else options.spatial)
+    spatial_bins = 0
+    if spatial:  # the band the model hears, in bins of the STFT the mask is applied to
+        heard_hz = (config.bins if heard_bins is None else heard_bins) * config.sample_rate / config.n_fft
+        spatial_bins = min(n_fft // 2 + 1, math.ceil(heard_hz * n_fft / (rate if full else config.sample_rate)))
     return Plan(rate=rate, channels=channels, model_rate=config.sample_rate, full_band=full,
                 stereo=stereo, model_channels=channels if (stereo or not full) else 1,
                 n_fft=n_fft, hop=hop,
-                min_len=math.ceil(config.n_fft * rate / config.sample_rate) + 1)
+                min_len=math.ceil(config.n_fft * rate / config.sample_rate) + 1,
+                spatial_bins=spatial_bins)

@@ -38,6 +38,7 @@ from ..masks import binarize
 from ..timing import stage
 from .bands import full_band_mask
 from .plan import Plan, SeparatorOptions, make_plan
+from .spatial import SpatialISTFT, window_frames
 from .stft import StreamingISTFT, StreamingSTFT
 
 Pieces = list[tuple[np.ndarray, np.ndarray]]
@@ -127,14 +128,15 @@ class SeparationStream:
     ...     for vocals, accompaniment in job.feed(block): write(vocals, accompaniment)
     >>> for vocals, accompaniment in job.finish(): write(vocals, accompaniment)
 
-    ``reconstruction`` makes the last stage (default: :class:`MaskedISTFT`; the separator gives
-    :func:`vocalsep.postfilter.reconstruction` for options that need a post-filter).
+    ``reconstruction`` makes the last stage (default: :class:`MaskedISTFT`, or
+    :class:`~vocalsep.pipeline.spatial.SpatialISTFT` where the plan has the spatial step; the
+    separator gives :class:`vocalsep.postfilter.PostFilter` for options that need a post-filter).
     """
 
     def __init__(self, backend: MaskBackend, options: SeparatorOptions, rate: int, channels: int,
-                 reconstruction: ReconstructionFactory = MaskedISTFT):
+                 reconstruction: ReconstructionFactory | None = None):
         self.backend, self.options, self.cfg = backend, options, backend.config
-        self.plan: Plan = make_plan(self.cfg, backend.stereo, options.full_band, rate, channels)
+        self.plan: Plan = make_plan(self.cfg, backend.stereo, rate, channels, options, backend.heard_bins)
         plan, cfg = self.plan, self.cfg
         self.rate, self.channels = rate, channels
         self.received = 0
@@ -150,7 +152,13 @@ class SeparationStream:
         self.pending_frames = 0
         self.next_block = 0  # first model frame without a mask yet
         self.model_samples = 0
-        self.out = reconstruction(plan.n_fft, plan.hop, channels, options)
+        if reconstruction is not None:
+            self.out = reconstruction(plan.n_fft, plan.hop, channels, options)
+        elif plan.spatial_bins:
+            self.out = SpatialISTFT(plan.n_fft, plan.hop, channels, window_frames(plan.frame_rate),
+                                    plan.spatial_bins)
+        else:
+            self.out = MaskedISTFT(plan.n_fft, plan.hop, channels)
         if plan.full_band:
             self.input_stft = StreamingSTFT(plan.n_fft, plan.hop, channels)
             self.input_frames = np.zeros((channels, 0, plan.n_fft // 2 + 1), dtype=np.complex64)

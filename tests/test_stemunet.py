@@ -8,7 +8,7 @@ import torch
 
 from conftest import IN_CI, run_cli, snr_db
 from vocalsep.bench import spleeter as sp
-from vocalsep.data import Track, magnitudes, read_mir1k_clip
+from vocalsep.data import magnitudes, read_mir1k_clip
 from vocalsep.models import build, load
 from vocalsep.models.stemunet import StemUNetModel
 from vocalsep.separate import Separator

@@ -79,8 +79,9 @@ def _two_channels(x: np.ndarray, m: np.ndarray, n: np.ndarray, pv: np.ndarray, p
     cross = x[0] * x[1].conj()  # x0 x1*: (k, bins)
     # R = [[r00, r01], [r01*, r11]] per bin: Σ_t y yᴴ / Σ_t mean_c |y|²
     def cov(mask: np.ndarray, p: np.ndarray):
-        norm = 2 / (p[0].sum(axis=0) + p[1].sum(axis=0) + 2 * lam)
-        return p[0].sum(axis=0) * norm, (mask[0] * mask[1] * cross).sum(axis=0) * norm, p[1].sum(axis=0) * norm
+        s0, s1 = p[0].sum(axis=0), p[1].sum(axis=0)
+        norm = 2 / (s0 + s1 + 2 * lam)
+        return s0 * norm, (mask[0] * mask[1] * cross).sum(axis=0) * norm, s1 * norm
 
     (v00, v01, v11), (a00, a01, a11) = cov(m, pv), cov(n, pa)
     m00 = v * v00 + a * a00 + lam_level
@@ -142,7 +143,8 @@ class SpatialISTFT:
         self.frames, self.masks = [frames[:, k:]], [masks[:, k:]]
         self.held -= k
         with stage("spatial"):
-            vocals = masks[:, :k] * frames[:, :k]
+            vocals = np.empty((self.channels, k, frames.shape[2]), np.complex64)
+            vocals[..., self.bins:] = masks[:, :k, self.bins:] * frames[:, :k, self.bins:]  # the mask alone
             heard = frames[:, :k, : self.bins]
             peak = float((heard.real ** 2 + heard.imag ** 2).max(initial=0.0))  # one λ per window
             for b0 in range(0, self.bins, BIN_CHUNK):  # bins are independent: bounded temporaries

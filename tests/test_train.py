@@ -144,3 +144,29 @@ def test_paper_model_trains_two_steps(tmp_path, train_tracks, valid_tracks):
     assert 0 < h["train_loss"] < 5 and 0 < h["valid_loss"] < 5
     best = load(tmp_path / "paper" / "best.pt")
     assert best.config.arch == "paper" and best.parameter_count() == 5_378_465
+
+
+@pytest.mark.parametrize("options, arch, flag", [
+    ({"sdr_weight": 0.5}, "unet", "--sdr-weight"),
+    ({"sdr_weight": math.nan}, "stemunet", "--sdr-weight"),
+    ({"sdr_weight": 0.5, "teacher": "default"}, "stemunet", "--sdr-weight"),
+    ({"cross_groups": 0.5, "remix": False}, "stemunet", "--cross-groups"),
+    ({"cross_groups": 0.5, "teacher_rate": 44100}, "stemunet", "--cross-groups"),
+    ({"cross_groups": 1.5}, "stemunet", "--cross-groups"),
+    ({"speed": 0.1, "remix": False}, "stemunet", "--speed"),
+    ({"past_frames": 16}, "unet", "--past-frames"),
+    ({"example_frames": 0}, "stemunet", "--example-frames"),
+    ({"group_weights": {44100: 3.0}}, "stemunet", "--balance-groups"),
+    ({"group_weights": {44100: 0.0}, "balance_groups": True}, "stemunet", "not all zero"),
+])
+def test_a_config_that_does_not_go_together_is_refused_before_training(
+        tmp_path, options, arch, flag, train_tracks, valid_tracks):
+    """The library's ``train`` refuses what the ``train`` command refuses, with the same line
+    (one check: ``TrainConfig.check``), before it writes anything; a good config passes."""
+    cfg = TrainConfig(epochs=1, batch_size=1, steps_per_epoch=1, **options)
+    with pytest.raises(ValueError, match=flag):
+        cfg.check(arch)
+    with pytest.raises(ValueError, match=flag):
+        train(build(arch), train_tracks[:1], valid_tracks, tmp_path / "run", cfg)
+    assert not (tmp_path / "run").exists()
+    TrainConfig(epochs=1, batch_size=1).check(arch)

@@ -8,7 +8,6 @@ set ``VOCALSEP_DEBUG=1`` to see tracebacks.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -370,22 +369,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError:
             _fail(f"--group-weight {item}: give RATE=WEIGHT, e.g. 44100=3")
             return EXIT_ERROR
-    if group_weights and not args.balance_groups:
-        _fail("--group-weight weighs the groups of --balance-groups: give both")
-        return EXIT_ERROR
-    if not all(math.isfinite(w) and w >= 0 for w in group_weights.values()) \
-            or (group_weights and not sum(group_weights.values()) > 0):
-        _fail("--group-weight: weights must be finite, not negative, and not all zero")
-        return EXIT_ERROR
-    if not 0 <= args.cross_groups <= 1 or (args.cross_groups and not args.remix):
-        _fail("--cross-groups: a share from 0 to 1, and only for remixed examples (not with --no-remix)")
-        return EXIT_ERROR
-    if not (math.isfinite(args.sdr_weight) and args.sdr_weight >= 0) \
-            or (args.sdr_weight and (args.arch != "stemunet" or args.past_frames or args.teacher)):
-        _fail("--sdr-weight: a finite number >= 0, for stemunet, not with --past-frames or --teacher")
-        return EXIT_ERROR
-    if not 0 <= args.speed < 0.5 or (args.speed and not args.remix):
-        _fail("--speed: from 0 to below 0.5, and only for remixed examples (not with --no-remix)")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      remix=args.remix, gain_db=args.gain_db, speed=args.speed, steps_per_epoch=args.steps_per_epoch,
+                      patience=args.patience, lr_patience=args.lr_patience,
+                      max_minutes=args.max_minutes, threads=args.threads,
+                      balance_groups=args.balance_groups, group_weights=group_weights or None,
+                      teacher=args.teacher,
+                      teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
+                      example_frames=args.example_frames, past_frames=args.past_frames,
+                      phase_sensitive=args.phase_sensitive, cross_groups=args.cross_groups,
+                      sdr_weight=args.sdr_weight)
+    try:
+        cfg.check(args.arch)
+    except ValueError as err:
+        _fail(str(err))
         return EXIT_ERROR
     train_tracks, valid_tracks = [], []
     for folder in args.data:  # MUSDB18: its own train/valid split unless --valid is given
@@ -410,16 +407,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = f"cuda:{ranks.local_rank}" if args.device == "cuda" and ranks.world > 1 else args.device
     torch.manual_seed(args.seed)  # the initial weights too: the same --seed, the same run
     model = _initial_model(args.arch, args.init, args.stereo, args.width, args.params)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      remix=args.remix, gain_db=args.gain_db, speed=args.speed, steps_per_epoch=args.steps_per_epoch,
-                      patience=args.patience, lr_patience=args.lr_patience,
-                      max_minutes=args.max_minutes, threads=args.threads,
-                      balance_groups=args.balance_groups, group_weights=group_weights or None,
-                      teacher=args.teacher,
-                      teacher_rate=args.teacher_rate, l2sp=args.l2sp, keep_epochs=args.keep_epochs,
-                      device=device, example_frames=args.example_frames, past_frames=args.past_frames,
-                      phase_sensitive=args.phase_sensitive, cross_groups=args.cross_groups,
-                      sdr_weight=args.sdr_weight)
+    cfg.device = device
     bar = tqdm(disable=args.quiet or not ranks.main, unit="step")
 
     def progress(step: int, steps: int, loss: float) -> None:

@@ -75,6 +75,35 @@ class TrainConfig:
     sdr_weight: float = 0.0
     history: list[dict] = field(default_factory=list)
 
+    def check(self, arch: str) -> None:
+        """Raise ``ValueError`` (one line, naming the option as the ``train`` command spells
+        it) for options that do not go together or are out of range, for a model of ``arch``;
+        what also depends on the data or the model's band is checked when training starts."""
+        weights = list((self.group_weights or {}).values())
+        problems = [
+            (f"--batch-size {self.batch_size}: at least 1", self.batch_size < 1),
+            (f"--example-frames {self.example_frames}: at least 1",
+             self.example_frames is not None and self.example_frames < 1),
+            (f"--past-frames {self.past_frames}: a number >= 0, for stemunet only",
+             self.past_frames < 0 or (self.past_frames and arch != "stemunet")),
+            (f"--cross-groups {self.cross_groups}: a share from 0 to 1, only for remixed examples "
+             f"(not with --no-remix) and not with --teacher-rate (an example's group is its voice's)",
+             not 0 <= self.cross_groups <= 1 or (self.cross_groups and (not self.remix or self.teacher_rate))),
+            (f"--sdr-weight {self.sdr_weight}: a finite number >= 0, for stemunet, not with "
+             f"--past-frames or --teacher",
+             not (math.isfinite(self.sdr_weight) and self.sdr_weight >= 0)
+             or (self.sdr_weight and (arch != "stemunet" or self.past_frames or self.teacher))),
+            (f"--speed {self.speed}: from 0 to below 0.5, and only for remixed examples (not with "
+             f"--no-remix)", not 0 <= self.speed < 0.5 or (self.speed and not self.remix)),
+            ("--group-weight weighs the groups of --balance-groups: give both",
+             bool(weights) and not self.balance_groups),
+            ("--group-weight: weights must be finite, not negative, and not all zero",
+             bool(weights) and (not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0)),
+        ]
+        for message, bad in problems:
+            if bad:
+                raise ValueError(message)
+
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.part")
@@ -228,29 +257,18 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
            out_dir: str | os.PathLike, cfg: TrainConfig, resume: bool,
            progress: Callable[[int, int, float], None] | None, meta: dict | None,
            ranks: Ranks) -> list[dict]:
-    if cfg.example_frames is not None and cfg.example_frames < 1:
-        raise ValueError(f"example frames {cfg.example_frames}: at least 1")
-    if cfg.past_frames and (cfg.past_frames < 0 or model.config.arch != "stemunet"):
-        raise ValueError(f"past frames {cfg.past_frames}: a number >= 0, for stemunet only")
+    cfg.check(model.config.arch)
     if cfg.batch_size % ranks.world:
         raise ValueError(f"batch size {cfg.batch_size}: not divisible by the {ranks.world} "
                          f"training processes (each takes an equal share of every batch)")
-    if not 0 <= cfg.cross_groups <= 1:
-        raise ValueError(f"cross groups {cfg.cross_groups}: a share from 0 to 1")
-    if cfg.cross_groups and cfg.remix:  # other bands remixed: the model may hear only the narrowest
-        if cfg.teacher_rate:
-            raise ValueError("cross groups: not with a teacher rate (an example's group is its voice's)")
+    if cfg.cross_groups:  # other bands remixed: the model may hear only the narrowest
         mc = model.config
         narrowest = min(min(t.rate for t in train_tracks), mc.sample_rate) / 2
         heard = min((model.heard_bins - 1) * mc.sample_rate / mc.n_fft, mc.sample_rate / 2)
         if heard > narrowest:
-            raise ValueError(f"cross groups: the model hears up to {heard:.0f} Hz, above the "
+            raise ValueError(f"--cross-groups: the model hears up to {heard:.0f} Hz, above the "
                              f"{narrowest:.0f} Hz band of the narrowest data, so a voice of that "
                              f"band over a wider backing would teach it that voices stop there")
-    if not (math.isfinite(cfg.sdr_weight) and cfg.sdr_weight >= 0) or (cfg.sdr_weight and (
-            model.config.arch != "stemunet" or cfg.past_frames or cfg.teacher)):
-        raise ValueError(f"sdr weight {cfg.sdr_weight}: a finite number >= 0, for stemunet only, "
-                         f"without past frames or a teacher")
     out = Path(out_dir)
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -270,8 +288,8 @@ def _train(model: SeparationModel, train_tracks: list[Track], valid_tracks: list
                            groups=groups, channels=2 if model.stereo else 1,
                            swap_channels=model.stereo, balance_groups=cfg.balance_groups,
                            group_weights=cfg.group_weights,
-                           speed=cfg.speed if cfg.remix else 0.0, phase_sensitive=cfg.phase_sensitive,
-                           cross_groups=cfg.cross_groups if cfg.remix else 0.0,
+                           speed=cfg.speed, phase_sensitive=cfg.phase_sensitive,
+                           cross_groups=cfg.cross_groups,
                            waveforms=bool(cfg.sdr_weight))
     total_frames = sum(t.vocals.shape[1] // mc.hop for t in train_tracks)
     steps = cfg.steps_per_epoch or max(1, math.ceil(total_frames / (cfg.batch_size * model.target_frames)))

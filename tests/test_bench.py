@@ -96,15 +96,20 @@ def test_quality_main_writes_csv_and_summary(mir1k_test_dir, tmp_path, capsys):
 
 
 def test_quality_on_musdb_writes_v4_table(musdb_root, tmp_path, capsys):
-    """``--musdb ROOT``: museval v4 medians on the validation split, per-track CSV."""
-    printed, rows = _quality(["--musdb", str(musdb_root), "--limit", "1", "--models", "small"],
+    """``--musdb ROOT``: museval v4 medians on the validation split, per-track CSV; a model's
+    ``:no-spatial`` suffix reaches its separator (on a stereo studio song the step changes
+    the estimate)."""
+    printed, rows = _quality(["--musdb", str(musdb_root), "--limit", "1", "--models",
+                              "small,default:no-spatial,default"],
                              tmp_path / "bench", capsys, "per_track.csv")
     assert "MUSDB18 (1 tracks" in printed and "split valid" in printed
     assert "BSS Eval v4" in printed and "vocals SDR" in printed
-    assert {r["method"] for r in rows} == {"vocalsep small", "mixture", "ideal binary mask",
-                                          "ideal ratio mask"}
+    assert {r["method"] for r in rows} == {"vocalsep small", "vocalsep default:no-spatial", "vocalsep default",
+                                          "mixture", "ideal binary mask", "ideal ratio mask"}
     by = {r["method"]: float(r["vocals_SDR"]) for r in rows}
     assert by["ideal ratio mask"] > by["vocalsep small"] > by["mixture"]
+    assert by["vocalsep default"] != by["vocalsep default:no-spatial"]
+    assert min(by["vocalsep default"], by["vocalsep default:no-spatial"]) > by["mixture"] + 5
 
 
 @needs_spleeter
@@ -183,9 +188,16 @@ def test_spleeter_cli_writes_both_stems(mir1k_test_clip, tmp_path):
 
 
 def test_quality_plans_skip_missing_models(tmp_path):
-    specs, notes = quality.plan_methods(["default", str(tmp_path / "missing.pt")], spleeter=False)
-    assert [s[0] for s in specs] == ["vocalsep default"]
-    assert len(notes) == 1 and "missing.pt" in notes[0] and "skipped" in notes[0]
+    """A model that cannot run as its suffixes ask is skipped with a note saying why; an
+    unknown or repeated suffix stops the bench in one line."""
+    specs, notes = quality.plan_methods(["default", str(tmp_path / "missing.pt"), "small:onnx",
+                                         "default:torch:float32:no-spatial"], spleeter=False)
+    assert [s[0] for s in specs] == ["vocalsep default", "vocalsep default:torch:float32:no-spatial"]
+    assert len(notes) == 2 and "missing.pt" in notes[0] and "skipped" in notes[0]
+    assert "small:onnx" in notes[1] and "no ONNX export" in notes[1]
+    for bad, words in (("default:fast", "unknown suffix 'fast'"), ("default:torch:onnx", "two runtime")):
+        with pytest.raises(SystemExit, match=words):
+            quality.plan_methods([bad], spleeter=False)
 
 
 def test_quality_limit_spreads_clips(mir1k_test_dir):

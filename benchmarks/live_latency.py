@@ -40,7 +40,8 @@ def main() -> None:
     args = p.parse_args()
     segments = [int(s) for s in args.segments.split(",")]
     assert all(s in SEGMENTS for s in segments)
-    seps = {s: Separator(args.model, SeparatorOptions(segment=s)) for s in segments}
+    # as `vocalsep live` separates (vocalsep.live.live_separator): without the spatial step
+    seps = {s: Separator(args.model, SeparatorOptions(segment=s, spatial=False)) for s in segments}
     musdb = load_musdb(SHARED / "musdb18-7", "train", "valid")
     mir1k = [read_mir1k_clip(f) for f in clip_files(SHARED / "mir1k" / "test", args.mir1k_limit)]
     v4 = evaluate(musdb, {f"{s}": sep.separate for s, sep in seps.items()}, protocol="v4",

@@ -188,11 +188,23 @@ def test_spleeter_cli_writes_both_stems(mir1k_test_clip, tmp_path):
 
 
 def test_quality_plans_skip_missing_models(tmp_path):
-    """A model that cannot run as its suffixes ask is skipped with a note saying why; an
-    unknown or repeated suffix stops the bench in one line."""
+    """A model that cannot run as its suffixes ask is skipped with a note saying why; a model
+    file whose path holds a ``:`` keeps it; planning leaves the caller's torch threads as they
+    were; an unknown or repeated suffix stops the bench in one line."""
+    import shutil
+
+    import torch
+
+    odd = tmp_path / "a:b" / "small.pt"
+    odd.parent.mkdir()
+    shutil.copy(resolve("small"), odd)
+    threads = torch.get_num_threads()
     specs, notes = quality.plan_methods(["default", str(tmp_path / "missing.pt"), "small:onnx",
-                                         "default:torch:float32:no-spatial"], spleeter=False)
-    assert [s[0] for s in specs] == ["vocalsep default", "vocalsep default:torch:float32:no-spatial"]
+                                         "default:torch:float32:no-spatial", f"{odd}:float32"],
+                                        spleeter=False)
+    assert torch.get_num_threads() == threads
+    assert [s[0] for s in specs] == ["vocalsep default", "vocalsep default:torch:float32:no-spatial",
+                                     f"vocalsep {odd}:float32"]
     assert len(notes) == 2 and "missing.pt" in notes[0] and "skipped" in notes[0]
     assert "small:onnx" in notes[1] and "no ONNX export" in notes[1]
     for bad, words in (("default:fast", "unknown suffix 'fast'"), ("default:torch:onnx", "two runtime")):

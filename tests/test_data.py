@@ -228,7 +228,8 @@ def test_cli_train_on_a_stem_folder(tmp_path, mir1k_dir):
                        (["--cross-groups", "1.5"], "--cross-groups"),
                        (["--cross-groups", "nan"], "--cross-groups"),
                        (["--cross-groups", "0.5", "--no-remix"], "--no-remix"),
-                       (["--group-weight", "44100=2", "--balance-groups"], "no training data at that rate")):
+                       (["--group-weight", "44100=2", "--balance-groups"], "no training data at that rate"),
+                       (["--group-weight", "16000=0", "--balance-groups"], "weighs 0")):
         r = run_cli("train", "unet", "--data", str(train_root), "--valid", str(valid_root),
                     "--out", str(tmp_path / "run3"), "--epochs", "1", "--steps-per-epoch", "1", *bad)
         assert r.returncode == 1 and words in r.stderr and "Traceback" not in r.stderr, r.stderr

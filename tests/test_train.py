@@ -157,7 +157,7 @@ def test_paper_model_trains_two_steps(tmp_path, train_tracks, valid_tracks):
     ({"past_frames": 16}, "unet", "--past-frames"),
     ({"example_frames": 0}, "stemunet", "--example-frames"),
     ({"group_weights": {44100: 3.0}}, "stemunet", "--balance-groups"),
-    ({"group_weights": {44100: 0.0}, "balance_groups": True}, "stemunet", "not all zero"),
+    ({"group_weights": {44100: -1.0}, "balance_groups": True}, "stemunet", "not negative"),
 ])
 def test_a_config_that_does_not_go_together_is_refused_before_training(
         tmp_path, options, arch, flag, train_tracks, valid_tracks):

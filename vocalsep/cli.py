@@ -399,6 +399,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         _fail(f"--group-weight {', '.join(map(str, sorted(set(group_weights) - set(rates))))}: "
               f"no training data at that rate (the data's rates: {', '.join(map(str, rates))})")
         return EXIT_ERROR
+    if not any(group_weights.get(rate, 1.0) > 0 for rate in rates):  # a rate not named weighs 1
+        _fail(f"--group-weight: every rate of the data ({', '.join(map(str, rates))}) weighs 0")
+        return EXIT_ERROR
     import torch
 
     from .distributed import lost_rank, start, stop

@@ -86,9 +86,11 @@ class TrainConfig:
              self.example_frames is not None and self.example_frames < 1),
             (f"--past-frames {self.past_frames}: a number >= 0, for stemunet only",
              self.past_frames < 0 or (self.past_frames and arch != "stemunet")),
-            (f"--cross-groups {self.cross_groups}: a share from 0 to 1, only for remixed examples "
-             f"(not with --no-remix) and not with --teacher-rate (an example's group is its voice's)",
-             not 0 <= self.cross_groups <= 1 or (self.cross_groups and (not self.remix or self.teacher_rate))),
+            (f"--cross-groups {self.cross_groups}: a share from 0 to 1", not 0 <= self.cross_groups <= 1),
+            ("--cross-groups: only for remixed examples (not with --no-remix)",
+             self.cross_groups and not self.remix),
+            ("--cross-groups: not with --teacher-rate (an example's group is its voice's)",
+             self.cross_groups and self.teacher_rate),
             (f"--sdr-weight {self.sdr_weight}: a finite number >= 0, for stemunet, not with "
              f"--past-frames or --teacher",
              not (math.isfinite(self.sdr_weight) and self.sdr_weight >= 0)
@@ -97,8 +99,8 @@ class TrainConfig:
              f"--no-remix)", not 0 <= self.speed < 0.5 or (self.speed and not self.remix)),
             ("--group-weight weighs the groups of --balance-groups: give both",
              bool(weights) and not self.balance_groups),
-            ("--group-weight: weights must be finite, not negative, and not all zero",
-             bool(weights) and (not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0)),
+            ("--group-weight: weights must be finite and not negative",
+             not all(math.isfinite(w) and w >= 0 for w in weights)),
         ]
         for message, bad in problems:
             if bad:

@@ -62,11 +62,14 @@ def model_label(name: str) -> str:
 
 def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], list[str]]:
     """The methods that can run here, and a note for each one skipped."""
+    import torch
+
     from ..models import ModelError
     from ..separate import Separator, SeparatorOptions
 
     specs: list[MethodSpec] = []
     notes: list[str] = []
+    threads = torch.get_num_threads()  # building a separator sets them; the caller's stay
     for name in models:
         try:
             model, options = parse_method(name)
@@ -77,6 +80,8 @@ def plan_methods(models: list[str], spleeter: bool) -> tuple[list[MethodSpec], l
         except (ModelError, ValueError) as err:
             notes.append(f"{model_label(name)}: skipped ({err})")
             continue
+        finally:
+            torch.set_num_threads(threads)
         specs.append((model_label(name), "model", name))
     if spleeter:
         from . import spleeter as sp

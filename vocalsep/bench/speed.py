@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 from ..timing import STAGES
-from . import methods
-from .methods import parse_method
+from .methods import parse_method, separate_args
 
 SPLEETER = "Spleeter 2stems"
 
@@ -188,7 +187,7 @@ def cli_options(spec: str) -> tuple[str, list[str]]:
         model, options = parse_method(spec)
     except ValueError as err:
         raise SystemExit(f"vocalsep bench speed: {err}") from None
-    return model, methods.cli_options(options)
+    return model, separate_args(options)
 
 
 def table_rows(song: Path, results: dict) -> list[str]:

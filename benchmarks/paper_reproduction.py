@@ -103,7 +103,6 @@ def main() -> None:
     args = p.parse_args()
 
     from vocalsep.evaluate import EvalReport
-    from vocalsep.models import load
     from vocalsep.plots import plot_loss, read_history
 
     ASSETS.mkdir(parents=True, exist_ok=True)
@@ -124,8 +123,6 @@ def main() -> None:
     report.write_csv(ASSETS / "per_clip.csv")
     summary = report.summary()
 
-    paper = load("paper")
-    meta = paper.meta
     train_frames = _frames(args.train_data)
     examples = history[-1]["frames"] if history else 0
     best = min(history, key=lambda h: h["valid_loss"]) if history else {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,7 +99,7 @@ def live_separator(model: str | None, rate: int, channels: int, chunk: int,
     if model is None and segment <= LIVE_SEGMENTS:
         name, separator = LIVE_MODEL, Separator(LIVE_MODEL, quick)
         segment, _ = segment_for_latency(separator.backend, separator.options, rate, channels, chunk, seconds)
-    return Separator(separator.model, SeparatorOptions(segment=segment, spatial=False)), name
+    return Separator(separator.model, replace(quick, segment=segment)), name
 
 
 class LiveSeparation:

@@ -41,8 +41,11 @@ def test_models_lists_without_torch_and_says_what_auto_runs():
             "sys.exit(3 if 'torch' in sys.modules else code)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr or "torch was imported"
+    from vocalsep.backends.onnx import ENGINES, choose_runtime
+
     default = next(line for line in result.stdout.splitlines() if line.startswith("default "))
-    assert "ONNX Runtime, float32" in default
+    _, engine, precision = choose_runtime("auto", "default", "cpu", "auto")
+    assert f"{ENGINES[engine]}, {precision}" in default
 
 
 def test_models_lists_paper_with_its_parameter_count():

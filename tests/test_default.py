@@ -74,7 +74,8 @@ def test_hq_hears_a_studio_song_better_than_the_default(example_song):
     from vocalsep.separate import SeparatorOptions
 
     mixture, vocals, rate = example_song
-    masks_alone = SeparatorOptions(spatial=False)  # the networks' masks, without the spatial step
+    # the networks' masks, without the spatial step, in ONNX Runtime (float32, as torch)
+    masks_alone = SeparatorOptions(spatial=False, runtime="onnx")
     separator = Separator("hq", masks_alone)
     assert "ONNX Runtime" in separator.describe()
     hq = separator.separate(mixture, rate)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from regression import CASES, FIXTURE, case_input, outputs, song, summary
+from regression import CASES, FIXTURE, case_input, case_options, outputs, song, summary
 from vocalsep.separate import Separator, SeparatorOptions
 
 TOLERANCE = 1e-5
@@ -32,10 +32,9 @@ def test_api_gives_todays_stems(stored, name):
                                   "spatial-default-48k-stereo-fullband"])
 def test_files_give_todays_stems(stored, name, tmp_path):
     """The file path (block by block, as the CLI, batches and the server run it)."""
-    model, options, _, _, _ = CASES[name]
     x, rate = case_input(name, *song())
     sf.write(tmp_path / "song.wav", x.T, rate, subtype="FLOAT")
-    written = Separator(model, SeparatorOptions(**options)).separate_file(
+    written = Separator(CASES[name][0], SeparatorOptions(**case_options(name))).separate_file(
         tmp_path / "song.wav", tmp_path / "out", bits="float")
     vocals, got_rate = sf.read(written["vocals"], dtype="float32", always_2d=True)
     assert got_rate == rate

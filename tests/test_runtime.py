@@ -64,7 +64,8 @@ def test_onnx_masks_equal_torch_masks_on_a_real_song(default_onnx, example_song)
 def test_cli_separates_without_torch_and_as_torch_does(song_clip, tmp_path):
     path, samples, rate = song_clip
     code = ("import sys; from vocalsep.cli import main; "
-            f"code = main(['separate', {str(path)!r}, '-o', {str(tmp_path / 'onnx')!r}, '-q']); "
+            f"code = main(['separate', {str(path)!r}, '-o', {str(tmp_path / 'onnx')!r}, '-q', "
+            "'--runtime', 'onnx']); "
             "sys.exit(3 if 'torch' in sys.modules else code)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -95,34 +96,75 @@ def test_whole_song_path_with_onnx_matches_torch(example_song):
 
 
 def test_runtime_choice(monkeypatch):
-    import vocalsep.backends.precision as backends
+    """auto: the model's ONNX export in OpenVINO where installed (bfloat16 where the CPU has it
+    natively), else in ONNX Runtime (float32), else torch; a runtime asked for insists."""
+    import vocalsep.backends.onnx as backend
 
     twin = onnx_twin("default")
-    assert choose_runtime("auto", "default", "cpu", "auto") == twin
-    assert choose_runtime("auto", None, "cpu", "float32") == twin  # None: the default model
+    have = {"onnxruntime", "openvino"}
+    monkeypatch.setattr(backend, "installed", lambda package: package in have)
+    monkeypatch.setattr(backend, "native_bfloat16", lambda: False)
+    assert choose_runtime("auto", "default", "cpu", "auto") == (twin, "openvino", "float32")
+    assert choose_runtime("auto", None, "cpu", "float32") == (twin, "openvino", "float32")  # None: the default
+    assert choose_runtime("onnx", "default", "cpu", "auto") == (twin, "onnx", "float32")
     assert choose_runtime("torch", "default", "cpu", "auto") is None
-    assert choose_runtime("auto", "default", "cpu", "bfloat16") is None
+    assert choose_runtime("auto", "default", "cpu", "bfloat16") is None  # emulated: torch
+    with pytest.raises(ModelError, match="OpenVINO: this CPU has no native bfloat16"):
+        choose_runtime("openvino", "default", "cpu", "bfloat16")
     assert choose_runtime("auto", "default", "cuda", "auto") is None
     assert choose_runtime("auto", "small", "cpu", "auto") is None  # no export shipped
     assert choose_runtime("auto", resolve("default"), "cpu", "auto") is None  # a .pt path: torch
-    assert choose_runtime("auto", twin, "cpu", "auto") == twin  # an .onnx path
-    # ONNX Runtime in float32 beat torch's native bfloat16 too (AMX: 3.6 s against 5.7 s for
-    # 3 minutes), so a CPU with native bfloat16 changes nothing
-    monkeypatch.setattr(backends, "native_bfloat16", lambda: True)
-    assert choose_runtime("auto", "default", "cpu", "auto") == twin
-    assert isinstance(Separator("default").model, OnnxModel)
+    assert choose_runtime("auto", twin, "cpu", "auto") == (twin, "openvino", "float32")  # an .onnx path
+
+    monkeypatch.setattr(backend, "native_bfloat16", lambda: True)
+    assert choose_runtime("auto", "default", "cpu", "auto") == (twin, "openvino", "bfloat16")
+    assert choose_runtime("auto", "default", "cpu", "float32") == (twin, "openvino", "float32")
+    assert choose_runtime("auto", "default", "cpu", "bfloat16") == (twin, "openvino", "bfloat16")
+    assert choose_runtime("onnx", "default", "cpu", "auto") == (twin, "onnx", "float32")
+    with pytest.raises(ModelError, match="ONNX Runtime computes in float32, not bfloat16"):
+        choose_runtime("onnx", "default", "cpu", "bfloat16")
+
+    have.discard("openvino")  # the light install: ONNX Runtime in float32 on every CPU (it
+    # beat torch's native bfloat16 too: docs/bench/runtime-choice.md)
+    assert choose_runtime("auto", "default", "cpu", "auto") == (twin, "onnx", "float32")
     assert choose_runtime("auto", "default", "cpu", "bfloat16") is None  # asked for: torch
-    assert choose_runtime("onnx", "default", "cpu", "auto") == twin
+    with pytest.raises(ModelError, match="openvino is not installed"):
+        choose_runtime("openvino", "default", "cpu", "auto")
     with pytest.raises(ModelError, match="no ONNX export.*not cuda"):
         choose_runtime("onnx", "small", "cuda", "auto")
     with pytest.raises(ValueError, match="runtime"):
         choose_runtime("tensorflow", "default", "cpu", "auto")
-    # a model given as an .onnx file runs in ONNX Runtime or not at all
-    assert choose_runtime("auto", twin, "cpu", "auto") == twin  # even where bfloat16 is native
+    # a model given as an .onnx file runs in ONNX Runtime or OpenVINO, or not at all
+    assert choose_runtime("auto", twin, "cpu", "auto") == (twin, "onnx", "float32")
     with pytest.raises(ModelError, match="not torch"):
         choose_runtime("torch", twin, "cpu", "auto")
     with pytest.raises(ModelError, match="not cuda"):
         choose_runtime("auto", twin, "cuda", "auto")
+    have.clear()
+    assert choose_runtime("auto", "default", "cpu", "auto") is None
+    with pytest.raises(ModelError, match="OpenVINO: openvino is not installed or ONNX Runtime: onnxruntime"):
+        choose_runtime("auto", twin, "cpu", "auto")
+
+
+def test_openvino_computes_onnx_runtimes_masks(default_onnx, example_song):
+    """OpenVINO runs the same export: in float32 the same masks as ONNX Runtime's, in bfloat16
+    (where this CPU has it natively) masks that differ only by its rounding."""
+    pytest.importorskip("openvino")
+    from vocalsep.backends import native_bfloat16
+
+    mixture, _, _ = example_song
+    song = torch.from_numpy(np.tile(mixture, (1, 3)))  # a whole 512-frame segment and a rest
+    mags = stft(song, 4096, 1024).abs().transpose(-1, -2).numpy()  # (2, frames, bins)
+    expected = default_onnx.masks(mags)
+    assert expected.std() > 0.1
+    for precision in ("float32", "bfloat16") if native_bfloat16() else ("float32",):
+        model = OnnxModel(default_onnx.path, threads=1, runtime="openvino", precision=precision)
+        assert model.describe() == f"stemunet in OpenVINO, {precision}, 1 threads"
+        got = model.masks(mags)
+        assert got.shape == expected.shape
+        error = np.abs(got - expected)
+        largest, mean = (1e-4, 1e-6) if precision == "float32" else (0.1, 1e-3)
+        assert error.max() < largest and error.mean() < mean, (precision, error.max(), error.mean())
 
 
 def test_a_stale_export_is_refused(tmp_path, monkeypatch):
@@ -142,9 +184,16 @@ def test_a_stale_export_is_refused(tmp_path, monkeypatch):
 
 
 def test_verbose_names_the_runtime_precision_and_threads(song_clip, tmp_path):
-    """``-v`` says what separates: ONNX Runtime by default (whatever the CPU), torch when asked."""
+    """``-v`` says what separates: the runtime :func:`choose_runtime` picks by default (OpenVINO
+    or ONNX Runtime, whatever is installed), ONNX Runtime or torch when asked."""
+    from vocalsep.backends.onnx import ENGINES
+
     path, _, _ = song_clip
-    onnx_run = run_cli("separate", path, "-v", "-o", tmp_path / "a")
+    _, engine, precision = choose_runtime("auto", "default", "cpu", "auto")
+    auto_run = run_cli("separate", path, "-v", "-o", tmp_path / "auto")
+    assert auto_run.returncode == 0, auto_run.stderr
+    assert f"default: stemunet in {ENGINES[engine]}, {precision}, " in auto_run.stderr
+    onnx_run = run_cli("separate", path, "-v", "--runtime", "onnx", "-o", tmp_path / "a")
     assert onnx_run.returncode == 0, onnx_run.stderr
     assert "default: stemunet in ONNX Runtime, float32, " in onnx_run.stderr
     torch_run = run_cli("separate", path, "-v", "--runtime", "torch", "--precision", "float32",
@@ -152,7 +201,7 @@ def test_verbose_names_the_runtime_precision_and_threads(song_clip, tmp_path):
     assert torch_run.returncode == 0, torch_run.stderr
     assert "default: stemunet in torch on cpu, float32, " in torch_run.stderr
     quiet = run_cli("separate", path, "-o", tmp_path / "c")
-    assert "ONNX Runtime" not in quiet.stderr
+    assert "stemunet" not in quiet.stderr
 
 
 def test_cli_runtime_errors_are_one_line(song_clip, tmp_path):

@@ -65,7 +65,7 @@ class ModelInfo:
     hop: int
     path: Path
     stereo: bool = False  # a mask per channel of a stereo song
-    onnx: bool = False  # shipped with an ONNX export (run by ONNX Runtime, without torch)
+    onnx: bool = False  # shipped with an ONNX export (run by ONNX Runtime or OpenVINO, without torch)
     default: bool = False
 
 
@@ -86,10 +86,13 @@ def available() -> list[ModelInfo]:
 
 
 def auto_choice(info: ModelInfo) -> str:
-    """What ``--runtime auto --precision auto`` runs ``info`` with on this machine."""
+    """What ``--runtime auto --precision auto`` runs ``info`` with on this machine, e.g.
+    ``"OpenVINO, bfloat16"``."""
+    from .backends.onnx import ENGINES, choose_runtime
     from .backends.precision import native_bfloat16
 
-    if info.onnx:
-        return "ONNX Runtime, float32"
+    chosen = choose_runtime("auto", info.name, "cpu", "auto")
+    if chosen is not None:
+        return f"{ENGINES[chosen[1]]}, {chosen[2]}"
     bf16 = info.arch == "stemunet" and native_bfloat16()  # the architecture with a bfloat16 path
     return f"torch, {'bfloat16' if bf16 else 'float32'}"

@@ -544,13 +544,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .catalog import auto_choice, available
 
     print(f"{'name':<8} {'arch':<8} {'parameters':>12} {'rate':>8} {'n_fft/hop':>10} {'mask':<12} "
-          f"{'runtimes':<13} {'auto here':<22} file")
+          f"{'runtimes':<21} {'auto here':<22} file")
     for m in available():
         mark = " (default)" if m.default else ""
         mask = "per channel" if m.stereo else "mono"
-        runtime = "onnx, torch" if m.onnx else "torch"
+        runtime = "onnx, openvino, torch" if m.onnx else "torch"
         print(f"{m.name:<8} {m.arch:<8} {m.parameters:>12,} {m.sample_rate:>6}Hz {m.n_fft:>5}/{m.hop:<4} "
-              f"{mask:<12} {runtime:<13} {auto_choice(m):<22} {m.path.name}{mark}")
+              f"{mask:<12} {runtime:<21} {auto_choice(m):<22} {m.path.name}{mark}")
     return 0
 
 
@@ -622,13 +622,15 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
                         "on for models with a soft mask per channel, the default model among them; "
                         "off with --wiener, which filters the whole song)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="the model's arithmetic: auto = float32 in ONNX Runtime; in torch, "
-                        "bfloat16 where the model offers it (stemunet models) and the CPU "
-                        "computes it natively (AVX512-BF16, AMX), else float32 (default: auto)")
+                   help="the model's arithmetic: auto = bfloat16 where the CPU computes it "
+                        "natively (AVX512-BF16, AMX) in OpenVINO, and in torch for the models "
+                        "that offer it (stemunet models), else float32; ONNX Runtime computes in "
+                        "float32 only (default: auto)")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                   help="what runs the model: auto = ONNX Runtime for a model shipped with an ONNX "
-                        "export (the default model) on the CPU, unless --precision bfloat16, "
-                        "else torch (default: auto)")
+                   help="what runs the model: auto = a model shipped with an ONNX export (the "
+                        "default model) on the CPU runs in OpenVINO where it is installed "
+                        "(pip install 'vocalsep[openvino]'), else in ONNX Runtime unless "
+                        "--precision bfloat16; other models in torch (default: auto)")
 
 
 # ---------------------------------------------------------------- bench

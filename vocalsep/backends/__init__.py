@@ -1,9 +1,10 @@
 """What computes a model's masks: one place picks the implementation.
 
 A :class:`~vocalsep.pipeline.stream.MaskBackend` turns numpy magnitudes into numpy masks, frames
-first. :func:`open_backend` picks it: ONNX Runtime (:mod:`.onnx`, no torch) for a model with an
-ONNX export where it can run it (:func:`~.onnx.choose_runtime`), else torch (:mod:`.torch`) in
-the precision :func:`choose_precision` picks. torch is imported only on the torch path.
+first. :func:`open_backend` picks it: a model with an ONNX export runs it in OpenVINO
+(:mod:`.openvino`, where installed) or ONNX Runtime (:mod:`.onnx`), no torch, where it can
+(:func:`~.onnx.choose_runtime`), else in torch (:mod:`.torch`) in the precision
+:func:`choose_precision` picks. torch is imported only on the torch path.
 """
 from __future__ import annotations
 
@@ -67,14 +68,15 @@ def _open(model: str | os.PathLike | SeparationModel | MaskBackend | None,
     if isinstance(model, OnnxModel):
         return model
     if not isinstance(model, (str, os.PathLike, type(None))):
-        if options.runtime == "onnx":
-            raise ValueError("runtime onnx: give the model by name or .onnx path, not as a torch model")
+        if options.runtime in ("onnx", "openvino"):
+            raise ValueError(f"runtime {options.runtime}: give the model by name or .onnx path, "
+                             "not as a torch model")
         from .torch import TorchBackend
 
         return TorchBackend(model, device, options.precision)
     onnx = choose_runtime(options.runtime, model, device, options.precision)
     if onnx is not None:
-        return open_onnx(onnx, model, threads)
+        return open_onnx(onnx[0], model, threads, *onnx[1:])
     from ..models import load
     from .torch import TorchBackend, set_threads
 

@@ -1,4 +1,5 @@
-"""A model exported to ONNX and run by ONNX Runtime on numpy arrays: separation without torch.
+"""A model exported to ONNX and run by ONNX Runtime (or OpenVINO) on numpy arrays: separation
+without torch.
 
 A shipped model may have an ``.onnx`` twin beside its ``.pt`` (``scripts/ship_model.py
 --export-onnx NAME``): its network alone, on the magnitudes of the band it sees, frames first
@@ -23,6 +24,7 @@ import numpy as np
 from ..config import SHIPPED, ModelConfig, ModelError, StemUNetParams, resolve, sha256
 from ..pipeline.bands import network_band, segment_batches
 from ..pipeline.plan import RUNTIMES
+from .precision import native_bfloat16
 
 #: metadata keys of an exported model
 CONFIG_KEY, SOURCE_KEY, IO_KEY = "vocalsep_config", "vocalsep_source_sha256", "vocalsep_io"
@@ -44,36 +46,48 @@ def onnx_twin(name_or_path: str | os.PathLike | None) -> Path | None:
 
 
 def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device: str,
-                   precision: str) -> Path | None:
-    """The ONNX file to run, or None for torch. ``auto`` takes ONNX when the model has one,
-    on the CPU, in float32 or auto precision, with ONNX Runtime installed: ONNX Runtime in
-    float32 was the faster runtime on both CPU kinds measured, also where torch computes in
-    native bfloat16 (docs/bench/runtime-choice.md). ``onnx``, or a model given as an ``.onnx``
-    file, insists (``ModelError`` saying why not); ``torch`` never takes it."""
+                   precision: str) -> tuple[Path, str, str] | None:
+    """``(ONNX file, engine, precision)`` to run a model with (the engine ``"openvino"`` or
+    ``"onnx"``, a key of :data:`ENGINES`), or None for torch. ``auto`` takes the model's ONNX
+    export when it has one, on the CPU: in OpenVINO where that is installed (in bfloat16 where
+    the CPU has it natively and ``precision`` is auto, else float32), else in ONNX Runtime
+    (float32 only); see docs/bench/runtime-choice.md. ``onnx`` or ``openvino``, or a model
+    given as an ``.onnx`` file, insists (``ModelError`` saying why not); ``torch`` never takes
+    an export."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime}: one of {', '.join(RUNTIMES)}")
     given_onnx = name_or_path is not None and str(name_or_path).endswith(".onnx")
     if runtime == "torch":
         if given_onnx:
-            raise ModelError(f"{name_or_path}: an ONNX model runs with ONNX Runtime, not torch")
+            raise ModelError(f"{name_or_path}: an ONNX model runs with ONNX Runtime or OpenVINO, not torch")
         return None
     twin = onnx_twin(name_or_path)
-    reasons = [why for why, bad in (
-        ("it has no ONNX export", twin is None),
-        (f"ONNX runs on the CPU, not {device}", device != "cpu"),
-        (f"ONNX computes in float32, not {precision}", precision not in ("auto", "float32")),
-        ("onnxruntime is not installed", importlib.util.find_spec("onnxruntime") is None)) if bad]
-    if (runtime == "onnx" or given_onnx) and reasons:
-        raise ModelError(f"model {name_or_path or 'default'}: cannot run with ONNX Runtime: "
-                         + "; ".join(reasons))
-    return None if reasons else twin
+    native = native_bfloat16()
+    failed = {}
+    for engine in ("openvino", "onnx") if runtime == "auto" else (runtime,):
+        chosen = ("bfloat16" if engine == "openvino" and precision == "auto" and native else
+                  "float32" if precision == "auto" else precision)
+        reasons = [why for why, bad in (
+            ("it has no ONNX export", twin is None),
+            (f"{ENGINES[engine]} runs on the CPU, not {device}", device != "cpu"),
+            (f"ONNX Runtime computes in float32, not {precision}", engine == "onnx" and chosen != "float32"),
+            ("this CPU has no native bfloat16", chosen == "bfloat16" and not native),
+            (f"{ENGINE_PACKAGES[engine]} is not installed", not installed(ENGINE_PACKAGES[engine]))) if bad]
+        if not reasons:
+            return twin, engine, chosen
+        failed[engine] = reasons
+    if runtime != "auto" or given_onnx:
+        raise ModelError(f"model {name_or_path or 'default'}: cannot run with "
+                         + " or ".join(f"{ENGINES[e]}: {'; '.join(r)}" for e, r in failed.items()))
+    return None
 
 
-def open_onnx(path: Path, name_or_path: str | os.PathLike | None,
-              threads: int | None = None) -> "OnnxModel":
-    """:class:`OnnxModel` of ``path``; for the twin of a shipped model, checked to be the
+def open_onnx(path: Path, name_or_path: str | os.PathLike | None, threads: int | None = None,
+              runtime: str = "onnx", precision: str = "float32") -> "OnnxModel":
+    """:class:`OnnxModel` of ``path`` in ``runtime`` and ``precision`` (as
+    :func:`choose_runtime` gives them); for the twin of a shipped model, checked to be the
     export of that model's current ``.pt`` (a stale export would run other weights)."""
-    model = OnnxModel(path, threads)
+    model = OnnxModel(path, threads, runtime, precision)
     if path != Path(str(name_or_path)):  # a twin, not a file given by the user
         source = resolve(name_or_path)
         if model.source_sha256 != sha256(source):
@@ -82,35 +96,72 @@ def open_onnx(path: Path, name_or_path: str | os.PathLike | None,
     return model
 
 
-class OnnxModel:
-    """A segment model (the ``stemunet`` architecture) exported to ONNX: masks for whole songs
-    from numpy magnitudes, as :meth:`vocalsep.models.stemunet.StemUNetModel.mask` gives them;
-    a :class:`~vocalsep.pipeline.stream.MaskBackend` (:meth:`masks`, frames first)."""
+class OnnxRuntimeEngine:
+    """The network of the ONNX file at ``path`` in an ONNX Runtime session on ``threads`` CPU
+    threads, computing in float32."""
 
-    precision = "float32"
-    stream_context = 0  # segments are separated independently
-    stream_history = 0  # (a live segment shorter than the network's window: the past before it)
+    name, precision = "ONNX Runtime", "float32"
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int, precision: str = "float32"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        #: CPU threads of the network: as given, else one per core this process may use
-        self.threads = threads or len(os.sched_getaffinity(0))
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # idle threads sleep rather than spin between runs, leaving the cores to the numpy
         # work around them (FFTs, writing); spinning was slower end to end on 2 cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        #: the ONNX file's metadata (``metadata_props``)
+        self.metadata: dict[str, str] = self.session.get_modelmeta().custom_metadata_map
+
+    def run(self, pieces: np.ndarray) -> np.ndarray:
+        """The network on ``(n, 2, frames, net_bins)`` float32 magnitudes: their masks."""
+        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(pieces)})[0]
+
+
+#: the engines that run an ONNX export, by runtime name (``SeparatorOptions.runtime``)
+ENGINES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
+#: the package each engine needs
+ENGINE_PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino"}
+
+
+def installed(package: str) -> bool:
+    """Whether ``package`` can be imported (without importing it)."""
+    return importlib.util.find_spec(package) is not None
+
+
+def _engine(runtime: str, path: str | os.PathLike, threads: int, precision: str):
+    if runtime == "openvino":
+        from .openvino import OpenVinoEngine
+
+        return OpenVinoEngine(path, threads, precision)
+    return OnnxRuntimeEngine(path, threads, precision)
+
+
+class OnnxModel:
+    """A segment model (the ``stemunet`` architecture) exported to ONNX: masks for whole songs
+    from numpy magnitudes, as :meth:`vocalsep.models.stemunet.StemUNetModel.mask` gives them;
+    a :class:`~vocalsep.pipeline.stream.MaskBackend` (:meth:`masks`, frames first). The network
+    runs in ``runtime``: ``"onnx"`` (ONNX Runtime, float32) or ``"openvino"`` (OpenVINO, in
+    ``precision``: float32, or bfloat16 where the CPU has it natively)."""
+
+    stream_context = 0  # segments are separated independently
+    stream_history = 0  # (a live segment shorter than the network's window: the past before it)
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, runtime: str = "onnx",
+                 precision: str = "float32"):
+        #: CPU threads of the network: as given, else one per core this process may use
+        self.threads = threads or len(os.sched_getaffinity(0))
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            meta = self.session.get_modelmeta().custom_metadata_map
+            self.engine = _engine(runtime, path, self.threads, precision)
+            meta = self.engine.metadata
             self.config = ModelConfig(**json.loads(meta[CONFIG_KEY]))
             params = StemUNetParams.of(self.config.params)
             self.segment = self.stream_block = params.segment
             self.net_bins, self.band = network_band(params, self.config.sample_rate, self.config.n_fft)
             self.heard_bins = self.net_bins
-        except Exception as err:  # onnxruntime raises its own kinds for a damaged file
+        except Exception as err:  # each engine raises its own kinds for a damaged file
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ModelError(f"{path}: not a usable vocalsep ONNX model ({first})") from None
         if meta.get(IO_KEY) != IO_VERSION:
@@ -118,6 +169,7 @@ class OnnxModel:
                              "scripts/ship_model.py --export-onnx NAME)")
         self.path, self.source_sha256 = Path(path), meta.get(SOURCE_KEY)
         self.stereo, self.segments_per_batch = params.stereo, params.segments_per_batch
+        self.precision = self.engine.precision
 
     def mask(self, mags: np.ndarray) -> np.ndarray:
         """``(songs, bins, frames)`` mono magnitudes → masks of the same shape; for a stereo
@@ -127,7 +179,7 @@ class OnnxModel:
 
     def describe(self) -> str:
         """``"stemunet in ONNX Runtime, float32, 2 threads"``."""
-        return f"{self.config.arch} in ONNX Runtime, {self.precision}, {self.threads} threads"
+        return f"{self.config.arch} in {self.engine.name}, {self.precision}, {self.threads} threads"
 
     def masks(self, mags: np.ndarray) -> np.ndarray:
         """:meth:`mask` with frames first: ``(songs or 2, frames, bins)`` → the same shape,
@@ -150,4 +202,4 @@ class OnnxModel:
 
     def _run(self, pieces: np.ndarray) -> np.ndarray:
         """The network on ``(n, 2, frames, net_bins)`` magnitudes: their masks."""
-        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(pieces)})[0]
+        return self.engine.run(pieces)

@@ -16,7 +16,7 @@ from ..config import ModelConfig
 #: ``SeparatorOptions.precision`` values (auto: see :func:`vocalsep.backends.choose_precision`)
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: ``SeparatorOptions.runtime`` values (auto: see :func:`vocalsep.backends.onnx.choose_runtime`)
-RUNTIMES = ("auto", "torch", "onnx")
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
 RECONSTRUCTIONS = ("istft", "griffinlim")
 MASKS = ("soft", "binary")
 #: segments shorter than the U-Net's 64-frame grid, for live streams (a shorter wait); like

@@ -233,18 +233,19 @@ def test_train_cli_prunes_and_distils(tmp_path, mir1k_valid_dir):
     """``--init MODEL --width W --teacher MODEL``: a narrower stemunet, started from the pruned
     weights of the model, trained toward both the true stems and the teacher's estimates."""
     out = tmp_path / "run"
-    r = run_cli("train", "stemunet", "--init", "default", "--width", "0.25", "--teacher", "default",
+    # live: a shipped one-network stemunet (the default's two networks cannot be pruned as one)
+    r = run_cli("train", "stemunet", "--init", "live", "--width", "0.25", "--teacher", "live",
                 "--stereo", "--data", mir1k_valid_dir, "--valid", mir1k_valid_dir, "--out", out,
                 "--epochs", "1", "--batch-size", "1", "--steps-per-epoch", "1", "--lr", "1e-5", "-q",
                 timeout=600)
     assert r.returncode == 0, r.stderr
     model = load(out / "best.pt")
     assert model.width == 0.25 and model.net.filters == (4, 8, 16, 32, 64, 128) and model.stereo
-    assert model.meta["teacher"] == "default" and model.meta["train_config"]["teacher"] == "default"
-    start = build("stemunet", params={**load("default").config.params, "width": 0.25})
+    assert model.meta["teacher"] == "live" and model.meta["train_config"]["teacher"] == "live"
+    start = build("stemunet", params={**load("live").config.params, "width": 0.25})
     from vocalsep.models.stemunet import pruned
 
-    start.net.load_state_dict(pruned(load("default").net, 0.25).state_dict())
+    start.net.load_state_dict(pruned(load("live").net, 0.25).state_dict())
     err = max(float((t - start.state_dict()[k]).abs().max()) for k, t in model.state_dict().items())
     assert 0 < err < 0.01  # one small step from the pruned weights
 
@@ -381,15 +382,16 @@ def test_two_networks_separate_by_the_ratio_of_their_masks(tmp_path):
 
 @needs_spleeter
 def test_params_add_spleeters_accompaniment_network_to_a_trained_model():
-    """``--init default --params '{"accompaniment": true}'``: the default's network is the
-    vocal one, Spleeter's accompaniment weights the other; one network cannot be pruned as a pair."""
+    """``--init live --params '{"accompaniment": true}'``: the one network of a trained model
+    (here `live`) is the vocal one, Spleeter's accompaniment weights the other; one network
+    cannot be pruned as a pair."""
     from vocalsep.cli import _initial_model
     from vocalsep.models.stemunet import load_spleeter_stem, pruned
 
-    model = _initial_model("stemunet", "default", params='{"accompaniment": true}')
-    default = load("default")
+    model = _initial_model("stemunet", "live", params='{"accompaniment": true}')
+    trained = load("live")
     spleeter = load_spleeter_stem("accompaniment")
-    for key, value in default.net.state_dict().items():
+    for key, value in trained.net.state_dict().items():
         assert torch.equal(model.net.vocals.state_dict()[key], value), key
     for key, value in spleeter.state_dict().items():
         assert torch.equal(model.net.accompaniment.state_dict()[key], value), key

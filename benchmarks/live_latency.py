@@ -7,8 +7,8 @@ block's duration.
 Quality: vocal SDR on the MUSDB18-7 validation split (museval v4, 14 tracks) and vocal GNSDR on
 MIR-1K test clips (BSS Eval v3; ``--mir1k-limit`` spreads that many over the 180), each with
 the model (``--model``: the default, or a model fine-tuned for short segments) cut into
-segments of that length. Compute: the default's masks (ONNX
-Runtime) of one stereo window (the segment and the past it hears), ``--repeat`` times on this machine's threads:
+segments of that length. Compute: the model's masks (the runtime
+``auto`` takes: ONNX Runtime, or OpenVINO where installed and the CPU has native bfloat16) of one stereo window (the segment and the past it hears), ``--repeat`` times on this machine's threads:
 the median, the 99th percentile and the worst, as a share of the segment's duration (a live
 stream keeps up while this stays below 1).
 """

@@ -6,7 +6,7 @@
 
 Writes vocalsep/pretrained/NAME.pt (weights + config, without optimiser state) and NAME.md
 (the card: data, epochs, training time, validation loss, metrics table, sha256). With
-``--onnx`` (stemunet models) also NAME.onnx, the network exported for ONNX Runtime, which
+``--onnx`` (stemunet models) also NAME.onnx, the network exported for ONNX Runtime and OpenVINO, which
 `vocalsep separate` then runs without torch (needs the ``onnx`` package to write it).
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> None:
     elif twin.exists():  # a twin of the weights this replaces
         twin.unlink()
     if twin.exists():
-        lines.append(f"- ONNX export (run by ONNX Runtime, float32): `vocalsep/pretrained/{twin.name}`, "
+        lines.append(f"- ONNX export (run by ONNX Runtime or OpenVINO): `vocalsep/pretrained/{twin.name}`, "
                      f"{twin.stat().st_size / 1e6:.1f} MB, sha256 `{sha256(twin)}`")
     lines.append("")
     if args.notes:
@@ -110,20 +110,21 @@ def set_params(name: str, params: dict[str, Any]) -> None:
     unknown = sorted(set(params) - set(old))
     if unknown:
         raise SystemExit(f"{target}: no such parameter(s) {', '.join(unknown)} (it has {', '.join(old)})")
-    half = any(t.dtype == torch.float16 for t in
-               torch.load(target, map_location="cpu", weights_only=True)["state"].values())
+    stored = torch.load(target, map_location="cpu", weights_only=True)
+    half = any(t.dtype == torch.float16 for t in stored["state"].values())
+    int8 = "int8_scales" in stored  # stored as before: int8 stays int8
     cfg = model.config
     changed = build(cfg.arch, {**old, **params}, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop)
     changed.load_state_dict(model.state_dict())
     notes = {**model.meta.get("params_changed", {}), **{k: [old[k], v] for k, v in params.items()}}
-    save(changed, target, meta={**model.meta, "params_changed": notes}, half=half)
+    save(changed, target, meta={**model.meta, "params_changed": notes}, half=half, int8=int8)
     print(f"rewrote {target} (params {json.dumps(changed.config.params)}, sha256 {sha256(target)})")
     if target.with_suffix(".onnx").exists():
         export(name)
 
 
 def export(name: str) -> None:
-    """Write ``NAME.onnx`` beside the shipped ``NAME.pt``: its network for ONNX Runtime."""
+    """Write ``NAME.onnx`` beside the shipped ``NAME.pt``: its network for ONNX Runtime and OpenVINO."""
     from vocalsep.models.stemunet import export_onnx
 
     target = PRETRAINED_DIR / f"{name}.pt"

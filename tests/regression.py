@@ -21,8 +21,9 @@ when the default's weights changed (2026-12-03, sha256 ``005cfb78…``); the oth
 a6cf6b2's. The spatial step (:mod:`vocalsep.pipeline.spatial`) came later the same day: the
 stereo ``default-*`` cases turn it off (their stems did not change), and the ``spatial-*``
 cases, written by ``python tests/regression.py --write spatial``, hold its stems. When the
-default became Spleeter's two U-Nets fine-tuned (2026-12-03, session 15, sha256 ``d8071466…``),
-``python tests/regression.py --write default spatial-default`` wrote the default's cases again.
+default became Spleeter's two U-Nets fine-tuned (2026-12-03, session 15: P epoch 3, then its
+mean with ``hq``, sha256 ``6da9e43b…``), ``python tests/regression.py --write default
+spatial-default`` wrote the default's cases again, each time.
 Models with an ONNX export run in ONNX Runtime here (:func:`case_options`).
 """
 from __future__ import annotations

@@ -100,30 +100,32 @@ def test_whole_song_path_with_onnx_matches_torch(example_song):
 
 
 def test_runtime_choice(monkeypatch):
-    """auto: the model's ONNX export in OpenVINO where installed (bfloat16 where the CPU has it
-    natively), else in ONNX Runtime (float32), else torch; a runtime asked for insists."""
+    """auto: the model's ONNX export in OpenVINO's bfloat16 where OpenVINO is installed and the
+    CPU has bfloat16 natively, else in ONNX Runtime (float32), else torch; a runtime asked for
+    insists."""
     import vocalsep.backends.onnx as backend
 
     twin = onnx_twin("default")
     have = {"onnxruntime", "openvino"}
     monkeypatch.setattr(backend, "installed", lambda package: package in have)
     monkeypatch.setattr(backend, "native_bfloat16", lambda: False)
-    assert choose_runtime("auto", "default", "cpu", "auto") == (twin, "openvino", "float32")
-    assert choose_runtime("auto", None, "cpu", "float32") == (twin, "openvino", "float32")  # None: the default
-    assert choose_runtime("onnx", "default", "cpu", "auto") == (twin, "onnx", "float32")
+    assert choose_runtime("auto", "default", "cpu", "auto") == (twin, "onnx", "float32")
+    assert choose_runtime("auto", None, "cpu", "float32") == (twin, "onnx", "float32")  # None: the default
+    assert choose_runtime("openvino", "default", "cpu", "auto") == (twin, "openvino", "float32")
     assert choose_runtime("torch", "default", "cpu", "auto") is None
     assert choose_runtime("auto", "default", "cpu", "bfloat16") is None  # emulated: torch
-    with pytest.raises(ModelError, match="OpenVINO: this CPU has no native bfloat16"):
+    with pytest.raises(ModelError, match=r"OpenVINO \(this CPU has no native bfloat16\)"):
         choose_runtime("openvino", "default", "cpu", "bfloat16")
     assert choose_runtime("auto", "default", "cuda", "auto") is None
     assert choose_runtime("auto", "small", "cpu", "auto") is None  # no export shipped
     assert choose_runtime("auto", resolve("default"), "cpu", "auto") is None  # a .pt path: torch
-    assert choose_runtime("auto", twin, "cpu", "auto") == (twin, "openvino", "float32")  # an .onnx path
+    assert choose_runtime("auto", twin, "cpu", "auto") == (twin, "onnx", "float32")  # an .onnx path
 
     monkeypatch.setattr(backend, "native_bfloat16", lambda: True)
     assert choose_runtime("auto", "default", "cpu", "auto") == (twin, "openvino", "bfloat16")
-    assert choose_runtime("auto", "default", "cpu", "float32") == (twin, "openvino", "float32")
+    assert choose_runtime("auto", "default", "cpu", "float32") == (twin, "onnx", "float32")
     assert choose_runtime("auto", "default", "cpu", "bfloat16") == (twin, "openvino", "bfloat16")
+    assert choose_runtime("openvino", "default", "cpu", "float32") == (twin, "openvino", "float32")
     assert choose_runtime("onnx", "default", "cpu", "auto") == (twin, "onnx", "float32")
     with pytest.raises(ModelError, match="ONNX Runtime computes in float32, not bfloat16"):
         choose_runtime("onnx", "default", "cpu", "bfloat16")
@@ -132,7 +134,7 @@ def test_runtime_choice(monkeypatch):
     # beat torch's native bfloat16 too: docs/bench/runtime-choice.md)
     assert choose_runtime("auto", "default", "cpu", "auto") == (twin, "onnx", "float32")
     assert choose_runtime("auto", "default", "cpu", "bfloat16") is None  # asked for: torch
-    with pytest.raises(ModelError, match="openvino is not installed"):
+    with pytest.raises(ModelError, match=r"openvino is not installed \(pip install 'vocalsep\[openvino\]'\)"):
         choose_runtime("openvino", "default", "cpu", "auto")
     with pytest.raises(ModelError, match="no ONNX export.*not cuda"):
         choose_runtime("onnx", "small", "cuda", "auto")
@@ -146,8 +148,26 @@ def test_runtime_choice(monkeypatch):
         choose_runtime("auto", twin, "cuda", "auto")
     have.clear()
     assert choose_runtime("auto", "default", "cpu", "auto") is None
-    with pytest.raises(ModelError, match="OpenVINO: openvino is not installed or ONNX Runtime: onnxruntime"):
+    with pytest.raises(ModelError, match=r"OpenVINO \(openvino is not installed .*\) or ONNX Runtime \(onnxruntime"):
         choose_runtime("auto", twin, "cpu", "auto")
+
+
+def test_auto_takes_onnx_runtime_where_openvino_fails_to_start(monkeypatch):
+    """An OpenVINO that cannot run (here: its compiler refuses) is no reason to fail: ``auto``
+    takes ONNX Runtime; ``--runtime openvino`` says why in one line."""
+    pytest.importorskip("openvino")
+    import openvino
+    import vocalsep.backends.onnx as backend
+
+    monkeypatch.setattr(backend, "native_bfloat16", lambda: True)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exception from src/plugin.cpp:1:\nno CPU plugin here")
+
+    monkeypatch.setattr(openvino.Core, "compile_model", refuse)
+    assert "ONNX Runtime, float32" in Separator("default").describe()
+    with pytest.raises(ModelError, match=r"^OpenVINO could not compile the network \(no CPU plugin here\)$"):
+        Separator("default", SeparatorOptions(runtime="openvino"))
 
 
 def test_openvino_computes_onnx_runtimes_masks(default_onnx, example_song):

@@ -34,7 +34,7 @@ REFUSED = {"--shifts": "averaging over time shifts would multiply the separation
 #: packages the base install (ONNX Runtime separation) leaves out → the extra that brings them
 EXTRAS = {"torch": "torch", "matplotlib": "train", "mir_eval": "train", "museval": "train",
           "musdb": "train", "stempeg": "train", "fastapi": "web", "uvicorn": "web", "multipart": "web",
-          "dask": "cluster", "distributed": "cluster"}
+          "dask": "cluster", "distributed": "cluster", "openvino": "openvino"}
 
 
 #: control characters (a newline in a file name ...) escaped, so that an error stays one line
@@ -623,14 +623,15 @@ def _add_post_processing(p: argparse.ArgumentParser) -> None:
                         "off with --wiener, which filters the whole song)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the model's arithmetic: auto = bfloat16 where the CPU computes it "
-                        "natively (AVX512-BF16, AMX) in OpenVINO, and in torch for the models "
-                        "that offer it (stemunet models), else float32; ONNX Runtime computes in "
-                        "float32 only (default: auto)")
+                        "natively (AVX512-BF16, AMX) and the runtime can (OpenVINO; torch for "
+                        "stemunet models), else float32; ONNX Runtime computes in float32 only "
+                        "(default: auto)")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="what runs the model: auto = a model shipped with an ONNX export (the "
-                        "default model) on the CPU runs in OpenVINO where it is installed "
-                        "(pip install 'vocalsep[openvino]'), else in ONNX Runtime unless "
-                        "--precision bfloat16; other models in torch (default: auto)")
+                        "default model) runs on the CPU in OpenVINO's bfloat16 where OpenVINO is "
+                        "installed (pip install 'vocalsep[openvino]') and the CPU has bfloat16 "
+                        "natively, else in ONNX Runtime (float32) unless --precision bfloat16; "
+                        "other models in torch (default: auto)")
 
 
 # ---------------------------------------------------------------- bench

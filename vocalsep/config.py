@@ -22,6 +22,11 @@ class ModelError(ValueError):
     """A model name or file that cannot be used; ``str()`` is one line."""
 
 
+class EngineError(ModelError):
+    """What runs an exported network failed (not installed as it should be, or could not
+    compile it), not the model file: ``--runtime auto`` then takes ONNX Runtime instead."""
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model; saved beside its weights."""

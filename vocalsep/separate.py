@@ -1,7 +1,7 @@
 """Separation: from a signal (or a file) to vocals and accompaniment.
 
-:class:`Separator` holds the options and a mask backend (:mod:`vocalsep.backends`: ONNX Runtime
-or torch, picked once) and drives the one signal path, :class:`~vocalsep.pipeline.stream.
+:class:`Separator` holds the options and a mask backend (:mod:`vocalsep.backends`: ONNX Runtime,
+OpenVINO or torch, picked once) and drives the one signal path, :class:`~vocalsep.pipeline.stream.
 SeparationStream`: :meth:`Separator.separate` gives it a whole song as one block,
 :meth:`Separator.separate_file` the blocks of a file as they are decoded, and
 :meth:`Separator.stream` hands it out for songs that arrive in pieces. The steps and the

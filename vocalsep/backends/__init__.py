@@ -12,7 +12,7 @@ import copy
 import os
 from typing import TYPE_CHECKING
 
-from ..config import StemUNetParams
+from ..config import EngineError, StemUNetParams
 from ..pipeline.bands import FRAME_MULTIPLE
 from ..pipeline.plan import SeparatorOptions
 from .onnx import OnnxModel, choose_runtime, open_onnx
@@ -76,7 +76,13 @@ def _open(model: str | os.PathLike | SeparationModel | MaskBackend | None,
         return TorchBackend(model, device, options.precision)
     onnx = choose_runtime(options.runtime, model, device, options.precision)
     if onnx is not None:
-        return open_onnx(onnx[0], model, threads, *onnx[1:])
+        path, engine, precision = onnx
+        try:
+            return open_onnx(path, model, threads, engine, precision)
+        except EngineError:
+            if options.runtime != "auto" or engine == "onnx":
+                raise
+            return open_onnx(path, model, threads)  # OpenVINO failed to start: ONNX Runtime
     from ..models import load
     from .torch import TorchBackend, set_threads
 

@@ -18,10 +18,11 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from ..config import SHIPPED, ModelConfig, ModelError, StemUNetParams, resolve, sha256
+from ..config import SHIPPED, EngineError, ModelConfig, ModelError, StemUNetParams, resolve, sha256
 from ..pipeline.bands import network_band, segment_batches
 from ..pipeline.plan import RUNTIMES
 from .precision import native_bfloat16
@@ -49,11 +50,12 @@ def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device:
                    precision: str) -> tuple[Path, str, str] | None:
     """``(ONNX file, engine, precision)`` to run a model with (the engine ``"openvino"`` or
     ``"onnx"``, a key of :data:`ENGINES`), or None for torch. ``auto`` takes the model's ONNX
-    export when it has one, on the CPU: in OpenVINO where that is installed (in bfloat16 where
-    the CPU has it natively and ``precision`` is auto, else float32), else in ONNX Runtime
-    (float32 only); see docs/bench/runtime-choice.md. ``onnx`` or ``openvino``, or a model
-    given as an ``.onnx`` file, insists (``ModelError`` saying why not); ``torch`` never takes
-    an export."""
+    export when it has one, on the CPU: in OpenVINO's bfloat16 where OpenVINO is installed and
+    the CPU computes bfloat16 natively (there it ran the network 1.8-1.9 times as fast), else
+    in ONNX Runtime, float32 (OpenVINO's float32 gained little where measured); see
+    docs/bench/runtime-choice.md. ``onnx`` or ``openvino`` (in bfloat16 where native, else
+    float32, unless ``precision`` says), or a model given as an ``.onnx`` file, insists
+    (``ModelError`` saying why not); ``torch`` never takes an export."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime}: one of {', '.join(RUNTIMES)}")
     given_onnx = name_or_path is not None and str(name_or_path).endswith(".onnx")
@@ -71,14 +73,17 @@ def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device:
             ("it has no ONNX export", twin is None),
             (f"{ENGINES[engine]} runs on the CPU, not {device}", device != "cpu"),
             (f"ONNX Runtime computes in float32, not {precision}", engine == "onnx" and chosen != "float32"),
-            ("this CPU has no native bfloat16", chosen == "bfloat16" and not native),
-            (f"{ENGINE_PACKAGES[engine]} is not installed", not installed(ENGINE_PACKAGES[engine]))) if bad]
+            ("this CPU has no native bfloat16", engine == "openvino" and chosen == "bfloat16" and not native),
+            ("auto takes it for native bfloat16 only",
+             engine == "openvino" and runtime == "auto" and chosen == "float32"),
+            (f"{ENGINE_PACKAGES[engine]} is not installed ({INSTALL[engine]})",
+             not installed(ENGINE_PACKAGES[engine]))) if bad]
         if not reasons:
             return twin, engine, chosen
         failed[engine] = reasons
     if runtime != "auto" or given_onnx:
         raise ModelError(f"model {name_or_path or 'default'}: cannot run with "
-                         + " or ".join(f"{ENGINES[e]}: {'; '.join(r)}" for e, r in failed.items()))
+                         + " or ".join(f"{ENGINES[e]} ({'; '.join(r)})" for e, r in failed.items()))
     return None
 
 
@@ -96,14 +101,31 @@ def open_onnx(path: Path, name_or_path: str | os.PathLike | None, threads: int |
     return model
 
 
+class Engine(Protocol):
+    """What runs an exported network for :class:`OnnxModel`: :class:`OnnxRuntimeEngine` or
+    :class:`~vocalsep.backends.openvino.OpenVinoEngine`."""
+
+    name: str  # e.g. "ONNX Runtime"
+    precision: str  # "float32" or "bfloat16"
+    metadata: dict[str, str]  # the ONNX file's metadata_props
+
+    def run(self, pieces: np.ndarray) -> np.ndarray:
+        """``(n, 2, frames, net_bins)`` float32 magnitudes → their masks, same shape."""
+
+
 class OnnxRuntimeEngine:
     """The network of the ONNX file at ``path`` in an ONNX Runtime session on ``threads`` CPU
-    threads, computing in float32."""
+    threads, computing in float32 (the only ``precision`` it takes)."""
 
     name, precision = "ONNX Runtime", "float32"
 
     def __init__(self, path: str | os.PathLike, threads: int, precision: str = "float32"):
-        import onnxruntime as ort
+        if precision != "float32":
+            raise EngineError(f"ONNX Runtime computes in float32, not {precision}")
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise EngineError(f"onnxruntime cannot be imported ({err})") from None
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -122,8 +144,9 @@ class OnnxRuntimeEngine:
 
 #: the engines that run an ONNX export, by runtime name (``SeparatorOptions.runtime``)
 ENGINES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
-#: the package each engine needs
+#: the package each engine needs, and how to install it
 ENGINE_PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino"}
+INSTALL = {"onnx": "pip install onnxruntime", "openvino": "pip install 'vocalsep[openvino]'"}
 
 
 def installed(package: str) -> bool:
@@ -131,11 +154,15 @@ def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-def _engine(runtime: str, path: str | os.PathLike, threads: int, precision: str):
+def open_engine(runtime: str, path: str | os.PathLike, threads: int, precision: str) -> Engine:
+    """The engine ``runtime`` (a key of :data:`ENGINES`) for the ONNX file at ``path``;
+    :class:`EngineError` if the engine itself fails, another exception if the file does."""
     if runtime == "openvino":
         from .openvino import OpenVinoEngine
 
         return OpenVinoEngine(path, threads, precision)
+    if runtime != "onnx":
+        raise ValueError(f"runtime {runtime}: one of {', '.join(ENGINES)}")
     return OnnxRuntimeEngine(path, threads, precision)
 
 
@@ -154,13 +181,15 @@ class OnnxModel:
         #: CPU threads of the network: as given, else one per core this process may use
         self.threads = threads or len(os.sched_getaffinity(0))
         try:
-            self.engine = _engine(runtime, path, self.threads, precision)
+            self.engine = open_engine(runtime, path, self.threads, precision)
             meta = self.engine.metadata
             self.config = ModelConfig(**json.loads(meta[CONFIG_KEY]))
             params = StemUNetParams.of(self.config.params)
             self.segment = self.stream_block = params.segment
             self.net_bins, self.band = network_band(params, self.config.sample_rate, self.config.n_fft)
             self.heard_bins = self.net_bins
+        except EngineError:  # the engine, not the file
+            raise
         except Exception as err:  # each engine raises its own kinds for a damaged file
             first = (str(err).splitlines() or [type(err).__name__])[0][:100]
             raise ModelError(f"{path}: not a usable vocalsep ONNX model ({first})") from None

@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate N clips spread evenly over the sorted list (default: all)")
     p.add_argument("--models", default="default,small",
                    help="comma-separated shipped model names or .pt files, each optionally with "
-                        ":torch or :onnx (the runtime), :float32 or :bfloat16 (the precision) and "
+                        ":torch, :onnx or :openvino (the runtime), :float32 or :bfloat16 (the precision) and "
                         ":no-spatial or :spatial (the spatial step); all auto by default "
                         "(default: %(default)s)")
     p.add_argument("--no-spleeter", action="store_true", help="leave Spleeter 2stems out")

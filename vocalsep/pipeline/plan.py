@@ -40,11 +40,12 @@ class SeparatorOptions:
     #: the spatial step on a stereo song, streamed (:mod:`vocalsep.pipeline.spatial`); None:
     #: where the model gives a soft mask per channel; not with ``wiener`` or Griffin-Lim
     spatial: bool | None = None
-    #: number format of the model's arithmetic: float32, bfloat16 (torch models that offer it),
-    #: or auto (float32 in ONNX Runtime; in torch bfloat16 where the CPU computes it natively)
+    #: number format of the model's arithmetic: float32, bfloat16 (OpenVINO, torch models that
+    #: offer it), or auto (bfloat16 where the CPU computes it natively and the runtime can; float32
+    #: in ONNX Runtime)
     precision: str = "auto"
-    #: what runs the model: torch, onnx (ONNX Runtime, for models shipped with an ONNX export),
-    #: or auto (onnx where it can)
+    #: what runs the model: torch, onnx (ONNX Runtime) or openvino (OpenVINO) for models shipped
+    #: with an ONNX export, or auto (:func:`vocalsep.backends.onnx.choose_runtime`)
     runtime: str = "auto"
     #: frames per segment of a segment model (a multiple of 64, or one of ``SHORT_SEGMENTS``),
     #: replacing the model's own: shorter segments, less latency when the song arrives as it

@@ -20,7 +20,8 @@ stopped or was killed before they finished) are queued again, oldest first; ``do
 
 :class:`JobRunner` runs jobs on ``workers`` threads sharing one loaded
 :class:`~vocalsep.separate.Separator` (the model is loaded once; inference only reads it), each
-thread with ``threads`` CPU threads (torch's, or ONNX Runtime's through the separator; by
+thread with ``threads`` CPU threads (torch's, or ONNX Runtime's or OpenVINO's (a stream per
+worker) through the separator; by
 default :func:`threads_per_worker`), so at most ``workers`` songs are separated at a time
 whatever the number of uploads waiting.
 """

@@ -1,4 +1,4 @@
-"""A :class:`~.model.StemUNetModel`'s network written as ONNX, for ONNX Runtime
+"""A :class:`~.model.StemUNetModel`'s network written as ONNX, for ONNX Runtime and OpenVINO
 (:class:`vocalsep.backends.onnx.OnnxModel`)."""
 from __future__ import annotations
 

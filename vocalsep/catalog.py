@@ -93,6 +93,6 @@ def auto_choice(info: ModelInfo) -> str:
 
     chosen = choose_runtime("auto", info.name, "cpu", "auto")
     if chosen is not None:
-        return f"{ENGINES[chosen[1]]}, {chosen[2]}"
+        return f"{ENGINES[chosen.engine]}, {chosen.precision}"
     bf16 = info.arch == "stemunet" and native_bfloat16()  # the architecture with a bfloat16 path
     return f"torch, {'bfloat16' if bf16 else 'float32'}"

@@ -76,13 +76,12 @@ def _open(model: str | os.PathLike | SeparationModel | MaskBackend | None,
         return TorchBackend(model, device, options.precision)
     onnx = choose_runtime(options.runtime, model, device, options.precision)
     if onnx is not None:
-        path, engine, precision = onnx
         try:
-            return open_onnx(path, model, threads, engine, precision)
+            return open_onnx(onnx.path, model, threads, onnx.engine, onnx.precision)
         except EngineError:
-            if options.runtime != "auto" or engine == "onnx":
+            if options.runtime != "auto" or onnx.engine == "onnx":
                 raise
-            return open_onnx(path, model, threads)  # OpenVINO failed to start: ONNX Runtime
+            return open_onnx(onnx.path, model, threads)  # OpenVINO failed to start: ONNX Runtime
     from ..models import load
     from .torch import TorchBackend, set_threads
 

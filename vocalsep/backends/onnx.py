@@ -18,7 +18,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -46,11 +46,18 @@ def onnx_twin(name_or_path: str | os.PathLike | None) -> Path | None:
     return twin if twin.is_file() else None
 
 
+class RuntimeChoice(NamedTuple):
+    """An ONNX export and what runs it: the engine (a key of :data:`ENGINES`) and its precision."""
+
+    path: Path
+    engine: str  # "onnx" or "openvino"
+    precision: str  # "float32" or "bfloat16"
+
+
 def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device: str,
-                   precision: str) -> tuple[Path, str, str] | None:
-    """``(ONNX file, engine, precision)`` to run a model with (the engine ``"openvino"`` or
-    ``"onnx"``, a key of :data:`ENGINES`), or None for torch. ``auto`` takes the model's ONNX
-    export when it has one, on the CPU: in OpenVINO's bfloat16 where OpenVINO is installed and
+                   precision: str) -> RuntimeChoice | None:
+    """The ONNX file to run a model with, the engine and its precision, or None for torch.
+    ``auto`` takes the model's ONNX export when it has one, on the CPU: in OpenVINO's bfloat16 where OpenVINO is installed and
     the CPU computes bfloat16 natively (there it ran the network 1.8-1.9 times as fast), else
     in ONNX Runtime, float32 (OpenVINO's float32 gained little where measured); see
     docs/bench/runtime-choice.md. ``onnx`` or ``openvino`` (in bfloat16 where native, else
@@ -79,7 +86,7 @@ def choose_runtime(runtime: str, name_or_path: str | os.PathLike | None, device:
             (f"{ENGINE_PACKAGES[engine]} is not installed ({INSTALL[engine]})",
              not installed(ENGINE_PACKAGES[engine]))) if bad]
         if not reasons:
-            return twin, engine, chosen
+            return RuntimeChoice(twin, engine, chosen)
         failed[engine] = reasons
     if runtime != "auto" or given_onnx:
         raise ModelError(f"model {name_or_path or 'default'}: cannot run with "
